@@ -1,0 +1,3 @@
+"""asl-edge: ASL temporal action localization from training to the edge."""
+
+__version__ = "0.1.0"

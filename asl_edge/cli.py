@@ -1,0 +1,157 @@
+"""The ``asl-edge`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import asl_edge
+
+
+class CommandError(RuntimeError):
+    """A failure the CLI reports as one line (no traceback) with exit code 2."""
+
+
+def _write_json_atomic(data, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    with open(tmp, "w", encoding="utf-8") as fd:
+        json.dump(data, fd, indent=1)
+        fd.write("\n")
+    os.replace(tmp, path)
+
+
+def load_feature_file(path: Path):
+    """Read a (T, C) ``.npy`` feature file without unpickling anything."""
+    import numpy as np
+
+    if not path.is_file():
+        raise CommandError(f"feature file {path} does not exist")
+    if path.suffix != ".npy":
+        raise CommandError(f"{path}: only .npy feature files are supported")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise CommandError(f"{path}: not a readable .npy array ({err})") from err
+
+
+def activitynet_results(detections: Dict[str, List[Dict]]) -> Dict:
+    """ActivityNet result JSON: ``{"results": {video: [{label, score, segment}]}}``."""
+    return {
+        "version": f"asl-edge {asl_edge.__version__}",
+        "results": {
+            video: [{"label": d["label"], "label_id": d["label_id"], "score": d["score"],
+                     "segment": [d["start"], d["end"]]} for d in dets]
+            for video, dets in detections.items()
+        },
+        "external_data": {"used": False, "details": ""},
+    }
+
+
+def cmd_infer(args) -> int:
+    from .localizer import FeatureError, Localizer
+    from .model import CheckpointError
+
+    try:
+        localizer = Localizer.from_checkpoint(args.ckpt, device=args.device)
+    except CheckpointError as err:
+        raise CommandError(str(err)) from err
+    detections: Dict[str, List[Dict]] = {}
+    failures = []
+    for i, path in enumerate(args.features, 1):
+        path = Path(path)
+        try:
+            feats = load_feature_file(path)
+            start = time.perf_counter()
+            detections[path.stem] = localizer.detect(feats, fps=args.fps, duration=args.duration)
+            elapsed = time.perf_counter() - start
+        except (CommandError, FeatureError, ValueError) as err:
+            failures.append(path)
+            print(f"[{i}/{len(args.features)}] {path}: error: {err}", file=sys.stderr)
+            continue
+        print(f"[{i}/{len(args.features)}] {path.stem}: {len(detections[path.stem])} detections "
+              f"({elapsed * 1000:.0f} ms)", file=sys.stderr)
+    results = activitynet_results(detections)
+    if args.out:
+        _write_json_atomic(results, Path(args.out))
+        print(f"wrote {args.out} ({len(detections)} videos)", file=sys.stderr)
+    else:
+        json.dump(results, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    if failures:
+        print(f"{len(failures)} of {len(args.features)} feature files failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_import_checkpoint(args) -> int:
+    from .config import ConfigError, load_config
+    from .model import CheckpointError, actionformer_config, from_actionformer_checkpoint, save_checkpoint
+
+    try:
+        config = actionformer_config(load_config(args.config))
+        model = from_actionformer_checkpoint(args.input, config, use_ema=not args.no_ema)
+    except (ConfigError, CheckpointError) as err:
+        raise CommandError(str(err)) from err
+    save_checkpoint(model, config, args.output,
+                    meta={"source": "actionformer", "source_file": str(args.input), "ema": not args.no_ema})
+    print(f"imported {args.input} -> {args.output} "
+          f"({sum(p.numel() for p in model.parameters()):,} parameters)", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.out), seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asl-edge", description=asl_edge.__doc__)
+    parser.add_argument("--version", action="version", version=f"asl-edge {asl_edge.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="run the whole localization pipeline on a built-in sample")
+    p.add_argument("--out", default="out/demo", help="folder for the sample model, features and detections")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("infer", help="localize actions in pre-extracted clip features (.npy, T x C)")
+    p.add_argument("--ckpt", required=True, help="asl-edge checkpoint (.pt)")
+    p.add_argument("--features", required=True, nargs="+", help="one .npy file per video; the file stem is the video id")
+    p.add_argument("--fps", type=float, default=None, help="video frame rate (default: the config's default_fps)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="video length in seconds (default: the span of the features)")
+    p.add_argument("--out", default=None, help="ActivityNet result JSON (default: stdout)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("import-checkpoint", help="convert another implementation's checkpoint to asl-edge's format")
+    p.add_argument("--from", dest="source", choices=["actionformer"], required=True)
+    p.add_argument("--config", required=True, help="the config the checkpoint was trained with (preset or YAML)")
+    p.add_argument("--no-ema", action="store_true", help="import 'state_dict' instead of the EMA weights")
+    p.add_argument("input", help="ActionFormer .pth.tar")
+    p.add_argument("output", help="asl-edge checkpoint to write (.pt)")
+    p.set_defaults(func=cmd_import_checkpoint)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CommandError as err:
+        print(f"asl-edge {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"asl-edge {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Offline localization of one video's clip features: pad, run the network, decode, NMS, seconds."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .config import Config
+from .model import ASLNetwork, class_names, level_lengths, load_checkpoint, padded_length
+from .postprocess import batched_nms, decode_segments, default_duration, video_grid
+
+
+class FeatureError(ValueError):
+    """Features that do not fit the model (shape, dimension, non-finite values)."""
+
+
+class Localizer:
+    """Temporal action localization on pre-extracted clip features.
+
+    ``Localizer(model, config).detect(features[T, C], fps, duration)`` returns a list of
+    ``{"label", "label_id", "start", "end", "score"}`` (seconds), best first.
+    """
+
+    def __init__(self, model: ASLNetwork, config: Config, device: Union[str, torch.device] = "cpu"):
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
+        self.config = config
+        self.class_names = class_names(config)
+        input_dim = config.dataset.input_dim
+        self.input_dim = sum(input_dim) if isinstance(input_dim, list) else input_dim
+
+    @classmethod
+    def from_checkpoint(cls, path, device: Union[str, torch.device] = "cpu") -> "Localizer":
+        ckpt = load_checkpoint(path, device=device)
+        return cls(ckpt.model, ckpt.config, device=device)
+
+    def _check_features(self, features: Union[np.ndarray, Tensor]) -> Tensor:
+        feats = torch.as_tensor(np.asarray(features) if not isinstance(features, Tensor) else features)
+        if feats.dim() != 2:
+            raise FeatureError(f"features must be 2-D (T, C), got shape {tuple(feats.shape)}")
+        if feats.shape[1] != self.input_dim:
+            hint = " (the array looks transposed: expected (T, C))" if feats.shape[0] == self.input_dim else ""
+            raise FeatureError(
+                f"features have {feats.shape[1]} channels, the model expects {self.input_dim}{hint}"
+            )
+        if feats.shape[0] == 0:
+            raise FeatureError("features are empty (T = 0)")
+        if not feats.is_floating_point():
+            feats = feats.float()
+        if not bool(torch.isfinite(feats).all()):
+            bad = int((~torch.isfinite(feats)).any(dim=1).sum())
+            raise FeatureError(f"features contain NaN or inf in {bad} of {feats.shape[0]} time steps")
+        return feats.to(torch.float32)
+
+    @torch.inference_mode()
+    def detect(self, features: Union[np.ndarray, Tensor], fps: Optional[float] = None,
+               duration: Optional[float] = None) -> List[Dict]:
+        """Detect actions in one video.
+
+        Args:
+            features: (T, C) clip features, as the model was trained on.
+            fps: video frame rate; defaults to ``dataset.default_fps`` of the config.
+            duration: video length in seconds (detections are clamped to it); defaults to the
+                span the features cover.
+        """
+        d, test = self.config.dataset, self.config.test_cfg
+        fps = fps if fps is not None else d.default_fps
+        if fps is None or fps <= 0:
+            raise ValueError("a positive fps is required (the config has no dataset.default_fps)")
+        feats = self._check_features(features)
+        num_features = feats.shape[0]
+        if duration is None:
+            duration = default_duration(num_features, d.feat_stride, d.num_frames, fps)
+        grid = video_grid(num_features, d.feat_stride, d.num_frames, fps, d.downsample_rate,
+                          d.max_seq_len if d.force_upsampling else 0)
+        feats = feats[::d.downsample_rate].t().contiguous()                      # (C, T)
+        if d.force_upsampling and feats.shape[1] != d.max_seq_len:
+            feats = F.interpolate(feats[None], size=d.max_seq_len, mode="linear", align_corners=False)[0]
+        length = feats.shape[1]
+        padded = padded_length(self.config, length)
+        x = torch.zeros((1, feats.shape[0], padded), device=self.device)
+        x[0, :, :length] = feats.to(self.device)
+        mask = (torch.arange(padded, device=self.device) < length)[None]
+        logits, offsets = self.model(x, mask)
+        sizes = level_lengths(padded, len(self.model.strides), self.model.scale_factor, self.model.start_level)
+        segs, scores, labels = decode_segments(logits[0], offsets[0], mask[0], self.model.strides, sizes,
+                                               test.pre_nms_thresh, test.pre_nms_topk, test.duration_thresh)
+        segs, scores, labels = segs.cpu(), scores.cpu(), labels.cpu()
+        if test.nms_method != "none":
+            segs, scores, labels = batched_nms(segs, scores, labels, test.iou_threshold, test.min_score,
+                                               test.max_seg_num, use_soft_nms=test.nms_method == "soft",
+                                               multiclass=test.multiclass_nms, sigma=test.nms_sigma,
+                                               voting_thresh=test.voting_thresh)
+        else:
+            order = torch.sort(scores, descending=True, stable=True)[1]
+            segs, scores, labels = segs[order], scores[order], labels[order]
+        seconds = grid.to_seconds(segs, duration)
+        return [
+            {"label": self.class_names[int(lb)], "label_id": int(lb), "start": float(seg[0]),
+             "end": float(seg[1]), "score": float(sc)}
+            for seg, sc, lb in zip(seconds.tolist(), scores.tolist(), labels.tolist())
+        ]

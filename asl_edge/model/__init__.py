@@ -1,0 +1,40 @@
+"""The ASL network (pure PyTorch), its attention op and checkpoint I/O."""
+
+from .attention import TemporalChannelAttention, tca_attention
+from .checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    actionformer_config,
+    class_names,
+    from_actionformer_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from .network import (
+    ASLNetwork,
+    build_model,
+    level_lengths,
+    level_strides,
+    padded_length,
+    padding_unit,
+    window_sizes,
+)
+
+__all__ = [
+    "ASLNetwork",
+    "Checkpoint",
+    "CheckpointError",
+    "TemporalChannelAttention",
+    "actionformer_config",
+    "build_model",
+    "class_names",
+    "from_actionformer_checkpoint",
+    "level_lengths",
+    "level_strides",
+    "load_checkpoint",
+    "padded_length",
+    "padding_unit",
+    "save_checkpoint",
+    "tca_attention",
+    "window_sizes",
+]

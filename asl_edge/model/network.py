@@ -1,0 +1,175 @@
+"""The ASL network: embedding -> transformer pyramid -> LayerNorm neck -> shared heads."""
+
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ..config import Config, ConfigError
+from .encoder import EncoderBlock, Embedding
+from .heads import ClassificationHead, RegressionHead
+from .layers import ChannelLayerNorm
+
+
+def _as_list(value) -> List[int]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def window_sizes(config: Config) -> List[int]:
+    """Attention window of each block level (stem = level 0, branch block i = level i + 1)."""
+    num_levels = config.model.backbone_arch[2] + 1
+    windows = config.model.n_mha_win_size
+    if isinstance(windows, int):
+        return [windows] * num_levels
+    if len(windows) != num_levels:
+        raise ConfigError(f"model.n_mha_win_size has {len(windows)} entries, the encoder has {num_levels} levels")
+    return list(windows)
+
+
+def level_strides(config: Config) -> List[int]:
+    """Temporal stride of each output pyramid level (after ``fpn_start_level``)."""
+    m = config.model
+    return [m.scale_factor ** i for i in range(m.fpn_start_level, m.backbone_arch[2] + 1)]
+
+
+def padding_unit(config: Config) -> int:
+    """Inference inputs longer than max_seq_len are padded to a multiple of this (576 for THUMOS)."""
+    m = config.model
+    unit = 1
+    for level, window in enumerate(window_sizes(config)):
+        stride = m.scale_factor ** level
+        unit = max(unit, stride * (window // 2) * 2 if window > 1 else stride)
+    return unit
+
+
+def padded_length(config: Config, length: int) -> int:
+    """Length the network runs at for a sequence of ``length`` features (ActionFormer's rule)."""
+    if length <= config.dataset.max_seq_len:
+        return config.dataset.max_seq_len
+    unit = padding_unit(config)
+    return (length + unit - 1) // unit * unit
+
+
+def level_lengths(length: int, num_levels: int, scale_factor: int, start_level: int = 0) -> List[int]:
+    """Number of points on each output level for an input of ``length`` positions."""
+    lengths = [length]
+    for _ in range(num_levels + start_level - 1):
+        lengths.append((lengths[-1] + scale_factor - 1) // scale_factor)
+    return lengths[start_level:]
+
+
+def validate_model_config(config: Config) -> None:
+    """Raise ConfigError for settings this implementation does not build."""
+    m = config.model
+    problems = []
+    if m.backbone_type != "convTransformer":
+        problems.append(f"model.backbone_type={m.backbone_type!r} (only 'convTransformer')")
+    if m.fpn_type != "identity":
+        problems.append(f"model.fpn_type={m.fpn_type!r} (only 'identity')")
+    if m.use_rel_pe:
+        problems.append("model.use_rel_pe=true (relative position encoding is not implemented)")
+    if len(m.backbone_arch) != 3:
+        problems.append(f"model.backbone_arch must have 3 entries, got {m.backbone_arch}")
+    if problems:
+        raise ConfigError("unsupported model settings: " + "; ".join(problems))
+    num_levels = len(level_strides(config))
+    if len(m.regression_range) != num_levels:
+        raise ConfigError(
+            f"model.regression_range has {len(m.regression_range)} entries for {num_levels} pyramid levels"
+        )
+    input_dim, embd_dim = config.dataset.input_dim, m.embd_dim
+    if isinstance(input_dim, list) != isinstance(embd_dim, list) or len(_as_list(input_dim)) != len(_as_list(embd_dim)):
+        raise ConfigError(
+            f"dataset.input_dim ({input_dim}) and model.embd_dim ({embd_dim}) must both be numbers "
+            "or both list the same number of feature streams"
+        )
+    bad_levels = [lv for lv in m.tca.levels if not 0 <= lv <= m.backbone_arch[2]]
+    if bad_levels:
+        raise ConfigError(f"model.tca.levels {bad_levels} outside 0..{m.backbone_arch[2]}")
+    if not 0.0 <= m.tca.theta <= 1.0:
+        raise ConfigError(f"model.tca.theta must be in [0, 1], got {m.tca.theta}")
+    window_sizes(config)
+
+
+class ASLNetwork(nn.Module):
+    """ASL / ActionFormer network (DESIGN §2.1-2.2).
+
+    ``forward(features[B, C_in, T], mask[B, T] bool) -> (cls_logits[B, N, K], offsets[B, N, 2])``
+    where N sums the points of all pyramid levels in level order, logits are pre-sigmoid and
+    offsets are (start, end) distances in units of each level's stride, after the per-level
+    scale and ReLU. With ``tca.theta = 0`` this is ActionFormer.
+    """
+
+    def __init__(self, config: Config):
+        super().__init__()
+        validate_model_config(config)
+        m, d, t = config.model, config.dataset, config.train_cfg
+        num_embed, num_stem, num_branch = m.backbone_arch
+        windows = window_sizes(config)
+        input_dims = _as_list(d.input_dim)
+        embed_dims = _as_list(m.embd_dim)
+        dim = sum(embed_dims)
+        if dim != m.fpn_dim:
+            raise ConfigError(f"model.fpn_dim ({m.fpn_dim}) must equal the embedding dim ({dim}) for the identity neck")
+
+        def theta_at(level: int) -> float:
+            return m.tca.theta if level in m.tca.levels else 0.0
+
+        self.num_classes = d.num_classes
+        self.start_level = m.fpn_start_level
+        self.strides = level_strides(config)
+        self.scale_factor = m.scale_factor
+        self.embedding = Embedding(input_dims, embed_dims, num_embed, m.embd_kernel_size, m.embd_with_ln,
+                                   d.max_seq_len, m.use_abs_pe)
+        self.stem = nn.ModuleList(
+            EncoderBlock(dim, m.n_head, windows[0], 1, theta_at(0), m.tca.channel_scale, t.dropout, t.droppath)
+            for _ in range(num_stem)
+        )
+        self.branch = nn.ModuleList(
+            EncoderBlock(dim, m.n_head, windows[i + 1], m.scale_factor, theta_at(i + 1), m.tca.channel_scale,
+                         t.dropout, t.droppath)
+            for i in range(num_branch)
+        )
+        num_levels = len(self.strides)
+        self.neck = nn.ModuleList(
+            ChannelLayerNorm(dim) if m.fpn_with_ln else nn.Identity() for _ in range(num_levels)
+        )
+        self.cls_head = ClassificationHead(dim, m.head_dim, d.num_classes, m.head_num_layers, m.head_kernel_size,
+                                           m.head_with_ln, t.cls_prior_prob, t.head_empty_cls)
+        self.reg_head = RegressionHead(dim, m.head_dim, num_levels, m.head_num_layers, m.head_kernel_size,
+                                       m.head_with_ln)
+
+    def pyramid(self, features: Tensor, mask: Tensor) -> Tuple[List[Tensor], List[Tensor]]:
+        """Encoder + neck: per-level features (B, C, T_l) and masks (B, T_l) bool."""
+        x = self.embedding(features, mask)
+        for block in self.stem:
+            x, mask = block(x, mask)
+        feats = [x]
+        masks = [mask]
+        for block in self.branch:
+            x, mask = block(x, mask)
+            feats.append(x)
+            masks.append(mask)
+        feats = feats[self.start_level:]
+        masks = masks[self.start_level:]
+        out: List[Tensor] = []
+        for level, norm in enumerate(self.neck):
+            out.append(norm(feats[level]))
+        return out, masks
+
+    def forward(self, features: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
+        feats, masks = self.pyramid(features, mask)
+        logits: List[Tensor] = []
+        offsets: List[Tensor] = []
+        for level in range(len(feats)):
+            m = masks[level].to(feats[level].dtype).unsqueeze(1)
+            logits.append(self.cls_head(feats[level], m).transpose(1, 2))
+            offsets.append(self.reg_head(feats[level], m, level).transpose(1, 2))
+        return torch.cat(logits, dim=1), torch.cat(offsets, dim=1)
+
+
+def build_model(config: Config) -> ASLNetwork:
+    """Build a freshly initialised network for ``config``."""
+    return ASLNetwork(config)

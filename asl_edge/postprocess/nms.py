@@ -1,0 +1,167 @@
+"""1-D non-maximum suppression (DESIGN §3), pure PyTorch.
+
+Semantics follow ActionFormer's ``batched_nms`` and its CPU kernels exactly: segment length
+is ``end - start + 1e-6``; soft-NMS repeatedly takes the first maximum of the remaining
+candidates, decays the rest and drops candidates below ``min_score`` by moving the last
+candidate into their place; hard NMS keeps candidates with score > ``min_score`` in
+descending score order and suppresses IoU >= ``iou_threshold``. Where ActionFormer's sorts
+leave the order of equal scores open, these functions use stable sorts (the earlier input
+wins), so results are deterministic. All functions are TorchScript-compatible.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import Tensor
+
+
+
+def segment_iou(seg: Tensor, segs: Tensor) -> Tensor:
+    """IoU of one segment (2,) with each of segs (N, 2), using length = end - start + 1e-6."""
+    inter = (torch.minimum(seg[1], segs[:, 1]) - torch.maximum(seg[0], segs[:, 0])).clamp(min=0)
+    seg_len = seg[1] - seg[0] + 1e-6
+    lens = segs[:, 1] - segs[:, 0] + 1e-6
+    return inter / (seg_len + lens - inter)
+
+
+def soft_nms_1d(segs: Tensor, scores: Tensor, iou_threshold: float, sigma: float, min_score: float,
+                method: str = "gaussian") -> Tuple[Tensor, Tensor, Tensor]:
+    """Soft-NMS of one group. Returns kept segments (M, 2), their decayed scores (M,) and
+    their indices into the input (M,), in the order they were selected.
+
+    ``method``: ``"gaussian"`` decays by ``exp(-IoU²/sigma)``; ``"linear"`` by ``1 - IoU`` above
+    the threshold; ``"hard"`` sets scores above the threshold to 0.
+    """
+    if method not in ["gaussian", "linear", "hard"]:
+        raise ValueError("soft_nms_1d: method must be 'gaussian', 'linear' or 'hard'")
+    n = segs.shape[0]
+    starts = segs[:, 0].clone()
+    ends = segs[:, 1].clone()
+    sc = scores.clone()
+    idx = torch.arange(n, dtype=torch.long, device=segs.device)
+    count = n
+    i = 0
+    while i < count:
+        best = i + int(torch.argmax(sc[i:count]))
+        if best != i:
+            pair = torch.tensor([i, best], device=segs.device)
+            swapped = pair.flip(0)
+            starts[pair] = starts[swapped]
+            ends[pair] = ends[swapped]
+            sc[pair] = sc[swapped]
+            idx[pair] = idx[swapped]
+        rest = i + 1
+        if rest < count:
+            seg = torch.stack([starts[i], ends[i]])
+            iou = segment_iou(seg, torch.stack([starts[rest:count], ends[rest:count]], dim=1))
+            if method == "gaussian":
+                weight = torch.exp(-(iou * iou) / sigma)
+            elif method == "linear":
+                weight = torch.where(iou >= iou_threshold, 1.0 - iou, torch.ones_like(iou))
+            else:
+                weight = torch.where(iou >= iou_threshold, torch.zeros_like(iou), torch.ones_like(iou))
+            sc[rest:count] = sc[rest:count] * weight
+            count = _drop_low_scores(starts, ends, sc, idx, rest, count, min_score)
+        i += 1
+    kept = torch.stack([starts[:count], ends[:count]], dim=1)
+    return kept, sc[:count].clone(), idx[:count].clone()
+
+
+def _drop_low_scores(starts: Tensor, ends: Tensor, sc: Tensor, idx: Tensor, first: int, count: int,
+                     min_score: float) -> int:
+    """Remove entries of [first, count) with score < min_score in place, the way a forward scan
+    that fills each hole with the current last entry does: the j-th hole (ascending) receives
+    the j-th surviving entry counted from the end. Returns the new count."""
+    low = sc[first:count] < min_score
+    num_low = int(low.sum())
+    if num_low == 0:
+        return count
+    new_count = count - num_low
+    positions = torch.arange(first, count, device=sc.device)
+    holes = positions[low & (positions < new_count)]
+    movers = positions[(~low) & (positions >= new_count)].flip(0)
+    starts[holes] = starts[movers]
+    ends[holes] = ends[movers]
+    sc[holes] = sc[movers]
+    idx[holes] = idx[movers]
+    return new_count
+
+
+def hard_nms_1d(segs: Tensor, scores: Tensor, iou_threshold: float, min_score: float) -> Tensor:
+    """Greedy NMS of one group: indices of the kept candidates (score > min_score), by descending
+    score (stable)."""
+    candidates = torch.nonzero(scores > min_score).flatten() if min_score > 0 else \
+        torch.arange(scores.shape[0], device=scores.device)
+    order = candidates[torch.sort(scores[candidates], descending=True, stable=True)[1]]
+    segs = segs[order]
+    keep = torch.ones(order.shape[0], dtype=torch.bool, device=segs.device)
+    for i in range(order.shape[0] - 1):
+        if bool(keep[i]):
+            iou = segment_iou(segs[i], segs[i + 1:])
+            keep[i + 1:] = keep[i + 1:] & (iou < iou_threshold)
+    return order[keep]
+
+
+def segment_voting(nms_segs: Tensor, all_segs: Tensor, all_scores: Tensor, iou_threshold: float) -> Tensor:
+    """Refine each kept segment as the score·IoU-weighted mean of all candidate segments whose
+    IoU with it is >= ``iou_threshold`` (plain lengths, no epsilon)."""
+    inter = (torch.minimum(nms_segs[:, None, 1], all_segs[None, :, 1])
+             - torch.maximum(nms_segs[:, None, 0], all_segs[None, :, 0])).clamp(min=0)
+    union = (nms_segs[:, None, 1] - nms_segs[:, None, 0]) + (all_segs[None, :, 1] - all_segs[None, :, 0]) - inter
+    iou = inter / union
+    weights = (iou >= iou_threshold).to(all_scores.dtype) * all_scores[None, :] * iou
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    return weights @ all_segs
+
+
+def _nms_group(segs: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float, min_score: float,
+               max_seg_num: int, use_soft_nms: bool, sigma: float) -> Tuple[Tensor, Tensor, Tensor]:
+    if use_soft_nms:
+        kept, kept_scores, kept_idx = soft_nms_1d(segs, scores, iou_threshold, sigma, min_score, "gaussian")
+    else:
+        kept_idx = hard_nms_1d(segs, scores, iou_threshold, min_score)
+        kept, kept_scores = segs[kept_idx], scores[kept_idx]
+    if max_seg_num > 0:
+        kept, kept_scores, kept_idx = kept[:max_seg_num], kept_scores[:max_seg_num], kept_idx[:max_seg_num]
+    return kept, kept_scores, labels[kept_idx]
+
+
+def batched_nms(segs: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float, min_score: float,
+                max_seg_num: int, use_soft_nms: bool = True, multiclass: bool = True, sigma: float = 0.5,
+                voting_thresh: float = 0.75) -> Tuple[Tensor, Tensor, Tensor]:
+    """ActionFormer-compatible NMS: same arguments, same results.
+
+    Args:
+        segs: (N, 2) float (start, end); scores: (N,); labels: (N,) int64.
+        multiclass: NMS per class independently (no voting); otherwise class-agnostic NMS
+            followed by segment voting when ``voting_thresh > 0``.
+    Returns:
+        (segs (M, 2), scores (M,), labels (M,)) sorted by descending score (stable), at most
+        ``max_seg_num`` of them.
+    """
+    if segs.shape[0] == 0:
+        return (torch.zeros((0, 2), dtype=segs.dtype), torch.zeros((0,), dtype=scores.dtype),
+                torch.zeros((0,), dtype=labels.dtype))
+    if multiclass:
+        out_segs = []
+        out_scores = []
+        out_labels = []
+        for cls in torch.unique(labels):
+            members = torch.nonzero(labels == cls).flatten()
+            s, sc, lb = _nms_group(segs[members], scores[members], labels[members], iou_threshold, min_score,
+                                   max_seg_num, use_soft_nms, sigma)
+            out_segs.append(s)
+            out_scores.append(sc)
+            out_labels.append(lb)
+        new_segs = torch.cat(out_segs)
+        new_scores = torch.cat(out_scores)
+        new_labels = torch.cat(out_labels)
+    else:
+        new_segs, new_scores, new_labels = _nms_group(segs, scores, labels, iou_threshold, min_score, max_seg_num,
+                                                      use_soft_nms, sigma)
+        if voting_thresh > 0:
+            new_segs = segment_voting(new_segs, segs, scores, voting_thresh)
+    order = torch.sort(new_scores, descending=True, stable=True)[1][:max_seg_num]
+    return new_segs[order], new_scores[order], new_labels[order]

@@ -1,0 +1,5 @@
+"""Training of the ASL model from pre-extracted clip features (installed as ``asl_edge.train``).
+
+Datasets, label assignment, the ASL losses, the trainer and the evaluator live here; the
+runtime in ``asl_edge`` never imports this package, so an edge install needs none of it.
+"""
