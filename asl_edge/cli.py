@@ -17,7 +17,7 @@ class CommandError(RuntimeError):
     """A failure the CLI reports as one line (no traceback) with exit code 2."""
 
 
-def _write_json_atomic(data, path: Path) -> None:
+def write_json_atomic(data, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
     with open(tmp, "w", encoding="utf-8") as fd:
@@ -61,6 +61,8 @@ def cmd_infer(args) -> int:
         localizer = Localizer.from_checkpoint(args.ckpt, device=args.device)
     except CheckpointError as err:
         raise CommandError(str(err)) from err
+    if args.fps is None and localizer.config.dataset.default_fps is None:
+        raise CommandError("--fps is required: the checkpoint's config has no dataset.default_fps")
     detections: Dict[str, List[Dict]] = {}
     failures = []
     for i, path in enumerate(args.features, 1):
@@ -78,7 +80,7 @@ def cmd_infer(args) -> int:
               f"({elapsed * 1000:.0f} ms)", file=sys.stderr)
     results = activitynet_results(detections)
     if args.out:
-        _write_json_atomic(results, Path(args.out))
+        write_json_atomic(results, Path(args.out))
         print(f"wrote {args.out} ({len(detections)} videos)", file=sys.stderr)
     else:
         json.dump(results, sys.stdout, indent=1)
@@ -91,17 +93,15 @@ def cmd_infer(args) -> int:
 
 def cmd_import_checkpoint(args) -> int:
     from .config import ConfigError, load_config
-    from .model import CheckpointError, actionformer_config, from_actionformer_checkpoint, save_checkpoint
+    from .model import CheckpointError, from_actionformer_checkpoint, save_checkpoint
 
     try:
-        config = actionformer_config(load_config(args.config))
-        model = from_actionformer_checkpoint(args.input, config, use_ema=not args.no_ema)
+        ckpt = from_actionformer_checkpoint(args.input, load_config(args.config), use_ema=not args.no_ema)
     except (ConfigError, CheckpointError) as err:
         raise CommandError(str(err)) from err
-    save_checkpoint(model, config, args.output,
-                    meta={"source": "actionformer", "source_file": str(args.input), "ema": not args.no_ema})
-    print(f"imported {args.input} -> {args.output} "
-          f"({sum(p.numel() for p in model.parameters()):,} parameters)", file=sys.stderr)
+    save_checkpoint(ckpt.model, ckpt.config, args.output, meta=ckpt.meta)
+    print(f"imported {args.input} [{ckpt.meta['weights']}] -> {args.output} "
+          f"({sum(p.numel() for p in ckpt.model.parameters()):,} parameters)", file=sys.stderr)
     return 0
 
 

@@ -39,7 +39,12 @@ class Localizer:
         return cls(ckpt.model, ckpt.config, device=device)
 
     def _check_features(self, features: Union[np.ndarray, Tensor]) -> Tensor:
-        feats = torch.as_tensor(np.asarray(features) if not isinstance(features, Tensor) else features)
+        if not isinstance(features, Tensor):
+            features = np.asarray(features)
+            if features.dtype.kind not in "biuf":
+                raise FeatureError(f"features must be numeric, got dtype {features.dtype}")
+            features = torch.from_numpy(features)
+        feats = features.to(torch.float32)
         if feats.dim() != 2:
             raise FeatureError(f"features must be 2-D (T, C), got shape {tuple(feats.shape)}")
         if feats.shape[1] != self.input_dim:
@@ -49,12 +54,10 @@ class Localizer:
             )
         if feats.shape[0] == 0:
             raise FeatureError("features are empty (T = 0)")
-        if not feats.is_floating_point():
-            feats = feats.float()
         if not bool(torch.isfinite(feats).all()):
             bad = int((~torch.isfinite(feats)).any(dim=1).sum())
             raise FeatureError(f"features contain NaN or inf in {bad} of {feats.shape[0]} time steps")
-        return feats.to(torch.float32)
+        return feats
 
     @torch.inference_mode()
     def detect(self, features: Union[np.ndarray, Tensor], fps: Optional[float] = None,

@@ -103,8 +103,10 @@ def test_actionformer_import_matches_independent_reference(tmp_path):
     sd = actionformer_state_dict(24, 32, 3, ARCH, seed=3)
     path = tmp_path / "af.pth.tar"
     write_actionformer_checkpoint(path, sd)
-    model = from_actionformer_checkpoint(path, config)
-    assert model.stem[0].attn.theta == 0.0
+    ckpt = from_actionformer_checkpoint(path, config)
+    model = ckpt.model
+    assert model.stem[0].attn.theta == 0.0 and ckpt.config.model.tca.theta == 0.0
+    assert ckpt.meta["weights"] == "state_dict_ema"
     x = torch.randn(2, 24, 64)
     mask = valid_mask([64, 37], 64)
     with torch.no_grad():

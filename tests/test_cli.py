@@ -53,6 +53,13 @@ def test_infer_to_stdout(tmp_path, checkpoint, capsys):
     assert "clip" in json.loads(capsys.readouterr().out)["results"]
 
 
+def test_infer_needs_fps_when_the_config_has_none(tmp_path, checkpoint, capsys):
+    feats = tmp_path / "clip.npy"
+    np.save(feats, np.zeros((30, 24), np.float32))
+    assert main(["infer", "--ckpt", str(checkpoint), "--features", str(feats)]) == 2
+    assert "--fps is required" in capsys.readouterr().err
+
+
 def test_infer_with_a_bad_checkpoint(tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_text("nope")

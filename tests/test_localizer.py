@@ -79,6 +79,7 @@ def test_upsampled_datasets_resize_and_rescale_time():
     (np.zeros((10,), np.float32), "must be 2-D"),
     (np.zeros((0, 24), np.float32), "empty"),
     (np.full((5, 24), np.nan, np.float32), "NaN or inf in 5 of 5"),
+    (np.full((5, 24), "x"), "must be numeric"),
 ])
 def test_bad_features(feats, message):
     with pytest.raises(FeatureError, match=message):

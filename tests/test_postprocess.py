@@ -50,6 +50,7 @@ def test_hard_nms_hand_worked():
     assert hard_nms_1d(t([A, B, C]), t([0.9, 0.8, 0.7]), 0.6, 0.8).tolist() == [0]
     # ties: the earlier of two identical candidates wins
     assert hard_nms_1d(t([C, A, A]), t([0.2, 0.6, 0.6]), 0.5, 0.0).tolist() == [1, 0]
+    assert hard_nms_1d(t([A, B, C]), t([0.9, 0.8, 0.7]), 0.6, 0.0, max_out=2).tolist() == [0, 1]
 
 
 def sequential_soft_nms(segs, scores, sigma, min_score):
@@ -89,6 +90,9 @@ def test_soft_nms_equals_sequential_scan(seed):
     expected = sequential_soft_nms(segs, scores, 0.5, 0.05)
     assert idx.tolist() == [e[3] for e in expected]
     assert kept_scores.tolist() == pytest.approx([e[2] for e in expected], rel=1e-9)
+    # stopping after max_out selections gives the prefix of the full run
+    _, _, first = soft_nms_1d(t(segs, torch.float64), t(scores, torch.float64), 0.1, 0.5, 0.05, max_out=3)
+    assert first.tolist() == idx.tolist()[:3]
 
 
 def test_batched_multiclass_is_per_class_and_sorted():

@@ -192,14 +192,14 @@ def actionformer_to_asl_state_dict(af_state: Mapping[str, Tensor], num_levels: i
     return out
 
 
-def from_actionformer_checkpoint(path: Union[str, Path], config: Config, use_ema: bool = True) -> ASLNetwork:
-    """Build the ASL network for ``config`` with the weights of an ActionFormer ``.pth.tar``.
+def from_actionformer_checkpoint(path: Union[str, Path], config: Config, use_ema: bool = True) -> Checkpoint:
+    """The ASL network for ``config`` with the weights of an ActionFormer ``.pth.tar``.
 
-    ActionFormer has no channel branch, so the network is built from
-    ``actionformer_config(config)`` (``tca.theta = 0``); pass the config ActionFormer was trained
-    with (its own YAML works). ``use_ema`` picks ``state_dict_ema`` (the weights ActionFormer
-    evaluates) over ``state_dict``; a file without EMA weights falls back to ``state_dict``
-    with a warning.
+    ActionFormer has no channel branch, so the network and the returned config are
+    ``actionformer_config(config)`` (``tca.theta = 0``); pass the config ActionFormer was
+    trained with (its own YAML works). ``use_ema`` picks ``state_dict_ema`` (the weights
+    ActionFormer evaluates) over ``state_dict``; a file without EMA weights falls back to
+    ``state_dict`` with a warning. The model is returned in eval mode.
     """
     payload = _torch_load(path)
     key = "state_dict_ema" if use_ema else "state_dict"
@@ -214,7 +214,8 @@ def from_actionformer_checkpoint(path: Union[str, Path], config: Config, use_ema
     state = actionformer_to_asl_state_dict(payload[key], len(model.strides), source=f"{path} [{key}]")
     load_weights(model, state, source=f"{path} [{key}]")
     model.eval()
-    return model
+    return Checkpoint(model=model, config=config,
+                      meta={"source": "actionformer", "source_file": str(path), "weights": key})
 
 
 def actionformer_config(config: Config) -> Config:

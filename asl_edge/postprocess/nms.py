@@ -27,9 +27,10 @@ def segment_iou(seg: Tensor, segs: Tensor) -> Tensor:
 
 
 def soft_nms_1d(segs: Tensor, scores: Tensor, iou_threshold: float, sigma: float, min_score: float,
-                method: str = "gaussian") -> Tuple[Tensor, Tensor, Tensor]:
+                method: str = "gaussian", max_out: int = 0) -> Tuple[Tensor, Tensor, Tensor]:
     """Soft-NMS of one group. Returns kept segments (M, 2), their decayed scores (M,) and
-    their indices into the input (M,), in the order they were selected.
+    their indices into the input (M,), in the order they were selected; with ``max_out > 0``
+    it stops after that many selections (the first ones never depend on later rounds).
 
     ``method``: ``"gaussian"`` decays by ``exp(-IoU²/sigma)``; ``"linear"`` by ``1 - IoU`` above
     the threshold; ``"hard"`` sets scores above the threshold to 0.
@@ -42,8 +43,9 @@ def soft_nms_1d(segs: Tensor, scores: Tensor, iou_threshold: float, sigma: float
     sc = scores.clone()
     idx = torch.arange(n, dtype=torch.long, device=segs.device)
     count = n
+    limit = max_out if max_out > 0 else n
     i = 0
-    while i < count:
+    while i < count and i < limit:
         best = i + int(torch.argmax(sc[i:count]))
         if best != i:
             pair = torch.tensor([i, best], device=segs.device)
@@ -65,6 +67,7 @@ def soft_nms_1d(segs: Tensor, scores: Tensor, iou_threshold: float, sigma: float
             sc[rest:count] = sc[rest:count] * weight
             count = _drop_low_scores(starts, ends, sc, idx, rest, count, min_score)
         i += 1
+    count = min(count, limit)
     kept = torch.stack([starts[:count], ends[:count]], dim=1)
     return kept, sc[:count].clone(), idx[:count].clone()
 
@@ -89,16 +92,21 @@ def _drop_low_scores(starts: Tensor, ends: Tensor, sc: Tensor, idx: Tensor, firs
     return new_count
 
 
-def hard_nms_1d(segs: Tensor, scores: Tensor, iou_threshold: float, min_score: float) -> Tensor:
+def hard_nms_1d(segs: Tensor, scores: Tensor, iou_threshold: float, min_score: float, max_out: int = 0) -> Tensor:
     """Greedy NMS of one group: indices of the kept candidates (score > min_score), by descending
-    score (stable)."""
+    score (stable), at most ``max_out`` of them when ``max_out > 0``."""
     candidates = torch.nonzero(scores > min_score).flatten() if min_score > 0 else \
         torch.arange(scores.shape[0], device=scores.device)
     order = candidates[torch.sort(scores[candidates], descending=True, stable=True)[1]]
     segs = segs[order]
     keep = torch.ones(order.shape[0], dtype=torch.bool, device=segs.device)
-    for i in range(order.shape[0] - 1):
+    num_kept = 0
+    for i in range(order.shape[0]):
         if bool(keep[i]):
+            num_kept += 1
+            if num_kept == max_out:
+                keep[i + 1:] = False
+                break
             iou = segment_iou(segs[i], segs[i + 1:])
             keep[i + 1:] = keep[i + 1:] & (iou < iou_threshold)
     return order[keep]
@@ -119,12 +127,11 @@ def segment_voting(nms_segs: Tensor, all_segs: Tensor, all_scores: Tensor, iou_t
 def _nms_group(segs: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float, min_score: float,
                max_seg_num: int, use_soft_nms: bool, sigma: float) -> Tuple[Tensor, Tensor, Tensor]:
     if use_soft_nms:
-        kept, kept_scores, kept_idx = soft_nms_1d(segs, scores, iou_threshold, sigma, min_score, "gaussian")
+        kept, kept_scores, kept_idx = soft_nms_1d(segs, scores, iou_threshold, sigma, min_score, "gaussian",
+                                                  max_seg_num)
     else:
-        kept_idx = hard_nms_1d(segs, scores, iou_threshold, min_score)
+        kept_idx = hard_nms_1d(segs, scores, iou_threshold, min_score, max_seg_num)
         kept, kept_scores = segs[kept_idx], scores[kept_idx]
-    if max_seg_num > 0:
-        kept, kept_scores, kept_idx = kept[:max_seg_num], kept_scores[:max_seg_num], kept_idx[:max_seg_num]
     return kept, kept_scores, labels[kept_idx]
 
 
