@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -15,15 +14,6 @@ import asl_edge
 
 class CommandError(RuntimeError):
     """A failure the CLI reports as one line (no traceback) with exit code 2."""
-
-
-def write_json_atomic(data, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "w", encoding="utf-8") as fd:
-        json.dump(data, fd, indent=1)
-        fd.write("\n")
-    os.replace(tmp, path)
 
 
 def load_feature_file(path: Path):
@@ -40,21 +30,9 @@ def load_feature_file(path: Path):
         raise CommandError(f"{path}: not a readable .npy array ({err})") from err
 
 
-def activitynet_results(detections: Dict[str, List[Dict]]) -> Dict:
-    """ActivityNet result JSON: ``{"results": {video: [{label, score, segment}]}}``."""
-    return {
-        "version": f"asl-edge {asl_edge.__version__}",
-        "results": {
-            video: [{"label": d["label"], "label_id": d["label_id"], "score": d["score"],
-                     "segment": [d["start"], d["end"]]} for d in dets]
-            for video, dets in detections.items()
-        },
-        "external_data": {"used": False, "details": ""},
-    }
-
-
 def cmd_infer(args) -> int:
-    from .localizer import FeatureError, Localizer
+    from .localizer import Localizer
+    from .outputs import activitynet_results, write_json
     from .model import CheckpointError
 
     try:
@@ -72,7 +50,7 @@ def cmd_infer(args) -> int:
             start = time.perf_counter()
             detections[path.stem] = localizer.detect(feats, fps=args.fps, duration=args.duration)
             elapsed = time.perf_counter() - start
-        except (CommandError, FeatureError, ValueError) as err:
+        except (CommandError, ValueError) as err:  # FeatureError is a ValueError
             failures.append(path)
             print(f"[{i}/{len(args.features)}] {path}: error: {err}", file=sys.stderr)
             continue
@@ -80,7 +58,7 @@ def cmd_infer(args) -> int:
               f"({elapsed * 1000:.0f} ms)", file=sys.stderr)
     results = activitynet_results(detections)
     if args.out:
-        write_json_atomic(results, Path(args.out))
+        write_json(results, args.out)
         print(f"wrote {args.out} ({len(detections)} videos)", file=sys.stderr)
     else:
         json.dump(results, sys.stdout, indent=1)

@@ -20,10 +20,10 @@ SAMPLE_FEATURES = 1200
 
 
 def run_demo(out_dir: Path, seed: int = 0) -> int:
-    from .cli import write_json_atomic, activitynet_results
     from .config import load_config
     from .localizer import Localizer
     from .model import build_model, save_checkpoint
+    from .outputs import activitynet_results, write_json
 
     out_dir.mkdir(parents=True, exist_ok=True)
     config = load_config()
@@ -42,7 +42,7 @@ def run_demo(out_dir: Path, seed: int = 0) -> int:
     detections = localizer.detect(feats, fps=SAMPLE_FPS)
     done = time.perf_counter()
     out_path = out_dir / "demo_detections.json"
-    write_json_atomic(activitynet_results({"demo_video": detections}), out_path)
+    write_json(activitynet_results({"demo_video": detections}), out_path)
 
     print(f"load {1000 * (loaded - start):.0f} ms, detect {1000 * (done - loaded):.0f} ms, "
           f"{len(detections)} detections -> {out_path}", file=sys.stderr)

@@ -30,6 +30,23 @@ def test_round_trip_keeps_config_class_names_and_outputs(tmp_path):
             assert torch.equal(a, b)
 
 
+def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    config = small_config()
+    path = tmp_path / "m.pt"
+    save_checkpoint(build_model(config), config, path)
+    before = path.read_bytes()
+
+    def failing_save(obj, f, *args, **kwargs):
+        with open(f, "wb") as fd:
+            fd.write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(build_model(config), config, path)
+    assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
+
+
 def test_missing_and_corrupt_files(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nope.pt")

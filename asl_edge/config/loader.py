@@ -10,6 +10,7 @@ from typing import Any, Dict, Mapping, Optional, Union
 
 import yaml
 
+from ..outputs import atomic_output
 from .schema import Config
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
@@ -89,7 +90,7 @@ def config_to_dict(config: Config) -> Dict[str, Any]:
 
 
 def save_config(config: Config, path: Union[str, Path]) -> None:
-    with open(path, "w", encoding="utf-8") as fd:
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as fd:
         yaml.safe_dump(config_to_dict(config), fd, sort_keys=False)
 
 

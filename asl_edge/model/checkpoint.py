@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from ..config import Config, config_from_dict, config_to_dict
+from ..outputs import atomic_output
 from .network import ASLNetwork
 
 FORMAT = "asl-edge-checkpoint"
@@ -76,11 +77,8 @@ def save_checkpoint(model: ASLNetwork, config: Config, path: Union[str, Path],
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
         "meta": dict(meta or {}),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> Checkpoint:

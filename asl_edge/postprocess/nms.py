@@ -38,10 +38,9 @@ def soft_nms_1d(segs: Tensor, scores: Tensor, iou_threshold: float, sigma: float
     if method not in ["gaussian", "linear", "hard"]:
         raise ValueError("soft_nms_1d: method must be 'gaussian', 'linear' or 'hard'")
     n = segs.shape[0]
-    starts = segs[:, 0].clone()
-    ends = segs[:, 1].clone()
+    # working state, permuted in place: which input sits at each position, and its current score
+    order = torch.arange(n, dtype=torch.long, device=segs.device)
     sc = scores.clone()
-    idx = torch.arange(n, dtype=torch.long, device=segs.device)
     count = n
     limit = max_out if max_out > 0 else n
     i = 0
@@ -50,14 +49,11 @@ def soft_nms_1d(segs: Tensor, scores: Tensor, iou_threshold: float, sigma: float
         if best != i:
             pair = torch.tensor([i, best], device=segs.device)
             swapped = pair.flip(0)
-            starts[pair] = starts[swapped]
-            ends[pair] = ends[swapped]
+            order[pair] = order[swapped]
             sc[pair] = sc[swapped]
-            idx[pair] = idx[swapped]
         rest = i + 1
         if rest < count:
-            seg = torch.stack([starts[i], ends[i]])
-            iou = segment_iou(seg, torch.stack([starts[rest:count], ends[rest:count]], dim=1))
+            iou = segment_iou(segs[order[i]], segs[order[rest:count]])
             if method == "gaussian":
                 weight = torch.exp(-(iou * iou) / sigma)
             elif method == "linear":
@@ -65,15 +61,13 @@ def soft_nms_1d(segs: Tensor, scores: Tensor, iou_threshold: float, sigma: float
             else:
                 weight = torch.where(iou >= iou_threshold, torch.zeros_like(iou), torch.ones_like(iou))
             sc[rest:count] = sc[rest:count] * weight
-            count = _drop_low_scores(starts, ends, sc, idx, rest, count, min_score)
+            count = _drop_low_scores(order, sc, rest, count, min_score)
         i += 1
     count = min(count, limit)
-    kept = torch.stack([starts[:count], ends[:count]], dim=1)
-    return kept, sc[:count].clone(), idx[:count].clone()
+    return segs[order[:count]], sc[:count].clone(), order[:count].clone()
 
 
-def _drop_low_scores(starts: Tensor, ends: Tensor, sc: Tensor, idx: Tensor, first: int, count: int,
-                     min_score: float) -> int:
+def _drop_low_scores(order: Tensor, sc: Tensor, first: int, count: int, min_score: float) -> int:
     """Remove entries of [first, count) with score < min_score in place, the way a forward scan
     that fills each hole with the current last entry does: the j-th hole (ascending) receives
     the j-th surviving entry counted from the end. Returns the new count."""
@@ -85,10 +79,8 @@ def _drop_low_scores(starts: Tensor, ends: Tensor, sc: Tensor, idx: Tensor, firs
     positions = torch.arange(first, count, device=sc.device)
     holes = positions[low & (positions < new_count)]
     movers = positions[(~low) & (positions >= new_count)].flip(0)
-    starts[holes] = starts[movers]
-    ends[holes] = ends[movers]
+    order[holes] = order[movers]
     sc[holes] = sc[movers]
-    idx[holes] = idx[movers]
     return new_count
 
 
