@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test bench
+.PHONY: setup native demo test bench
 
 $(BIN)/asl-edge: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,14 +16,20 @@ $(BIN)/asl-edge: pyproject.toml
 
 setup: $(BIN)/asl-edge
 
+# The CPU torch ops (CMake against the venv's torch; incremental after the first build).
+native: setup
+	$(BIN)/asl-edge build-ext --jobs 2
+
 demo: setup
 	$(BIN)/asl-edge demo
 
 # pytest exits 5 when it collects no tests: here that is a failure, said as such.
-test: setup
+test: native
 	@status=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
 
-bench: setup
+bench: native
+	mkdir -p out
 	$(BIN)/python benchmarks/bench_forward.py --out out/bench_forward.json
+	$(BIN)/python benchmarks/bench_ops.py --out out/bench_ops.json

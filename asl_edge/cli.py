@@ -89,6 +89,35 @@ def cmd_demo(args) -> int:
     return run_demo(Path(args.out), seed=args.seed)
 
 
+def cmd_build_ext(args) -> int:
+    from .ops.build import BuildError, BuildOptions, build_extension, doctor_report, format_doctor
+
+    opts = BuildOptions(cuda=args.cuda, cuda_archs=args.cuda_arch,
+                        tensorrt_include=Path(args.tensorrt) if args.tensorrt else None,
+                        tensorrt_lib=Path(args.tensorrt_lib) if args.tensorrt_lib else None,
+                        tensorrt_compile_only=args.tensorrt_compile_only,
+                        source=Path(args.source) if args.source else None,
+                        build_dir=Path(args.build_dir) if args.build_dir else None, jobs=args.jobs)
+    try:
+        build_extension(opts)
+    except BuildError as err:
+        raise CommandError(str(err)) from err
+    print(format_doctor(doctor_report()), file=sys.stderr)
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from .ops.build import doctor_report, format_doctor
+
+    report = doctor_report()
+    if args.json:
+        json.dump(report, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(format_doctor(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asl-edge", description=asl_edge.__doc__)
     parser.add_argument("--version", action="version", version=f"asl-edge {asl_edge.__version__}")
@@ -116,6 +145,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="ActionFormer .pth.tar")
     p.add_argument("output", help="asl-edge checkpoint to write (.pt)")
     p.set_defaults(func=cmd_import_checkpoint)
+
+    p = sub.add_parser("build-ext", help="build the native ops (and TensorRT plugins) against the installed torch")
+    p.add_argument("--cuda", action="store_true", help="also build the CUDA kernels (needs nvcc)")
+    p.add_argument("--cuda-arch", default="87;90",
+                   help="CUDA architectures, CMake syntax (default 87;90: Jetson Orin, Hopper)")
+    p.add_argument("--tensorrt", metavar="DIR", default=None,
+                   help="TensorRT include dir (with NvInfer.h): also build the plugin library")
+    p.add_argument("--tensorrt-lib", metavar="DIR", default=None, help="TensorRT library dir (default: found by CMake)")
+    p.add_argument("--tensorrt-compile-only", action="store_true",
+                   help="compile the plugins against the headers alone, without linking TensorRT")
+    p.add_argument("--source", default=None, help="asl-edge source checkout (default: the one asl_edge runs from)")
+    p.add_argument("--build-dir", default=None, help="CMake build folder (default: SOURCE/build/native[-cuda])")
+    p.add_argument("--jobs", type=int, default=0, help="parallel compile jobs (default: all cores)")
+    p.set_defaults(func=cmd_build_ext)
+
+    p = sub.add_parser("doctor", help="report which native pieces (ops, CUDA, TensorRT plugins) are usable and why not")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 

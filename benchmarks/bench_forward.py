@@ -1,5 +1,8 @@
 """CPU forward latency of the ASL network: eager vs TorchScript, fp32.
 
+Eager mode uses the native attention op when it is built (``ASL_EDGE_OPS``); TorchScript
+always runs the pure-PyTorch attention.
+
     python benchmarks/bench_forward.py [--config thumos_i3d] [--length 2304] [--runs 10] [--out FILE]
 
 Prints and writes JSON with the median (and min/max) over ``--runs`` timed runs after
@@ -9,38 +12,13 @@ Prints and writes JSON with the median (and min/max) over ``--runs`` timed runs 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import statistics
-import time
-from pathlib import Path
 
 import torch
+from timing import cpu_name, emit_report, time_runs
 
 from asl_edge.config import load_config
 from asl_edge.model import build_model
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def time_runs(fn, warmup: int, runs: int):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return {"median_ms": 1000 * statistics.median(times), "min_ms": 1000 * min(times),
-            "max_ms": 1000 * max(times), "runs": runs}
+from asl_edge.ops import use_native
 
 
 def main() -> None:
@@ -78,15 +56,13 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "parameters": sum(p.numel() for p in model.parameters()),
+        "eager_attention_op": "native" if use_native("tca_attention", features) else "reference",
         "eager": eager,
         "torchscript": torchscript,
         "torchscript_speedup_vs_eager": eager["median_ms"] / torchscript["median_ms"],
         "torchscript_max_abs_diff": max(float((a - b).abs().max()) for a, b in zip(ref, got)),
     }
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
-"""tca_attention against a naive O(T²) reference written straight from DESIGN §2.2."""
+"""tca_attention (reference and native) against a naive O(T²) reference written straight from
+DESIGN §2.2."""
 
 import math
 
 import pytest
 import torch
 
-from asl_edge.model import tca_attention
-from asl_edge.model.attention import temporal_attention
+from asl_edge.ops.tca_attention import temporal_attention
 
 
 def naive_tca(q, k, v, mask, num_heads, window, theta, channel_scale):
@@ -54,43 +54,43 @@ CASES = [
 
 
 @pytest.mark.parametrize("B,T,heads,d,window,theta,scale,lengths", CASES)
-def test_matches_naive_reference(B, T, heads, d, window, theta, scale, lengths):
+def test_matches_naive_reference(tca_impl, B, T, heads, d, window, theta, scale, lengths):
     g = torch.Generator().manual_seed(B * 1000 + T)
     q, k, v = (torch.randn(B, heads * d, T, generator=g) for _ in range(3))
     mask = torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]
-    got = tca_attention(q, k, v, mask, heads, window, theta, scale)
+    got = tca_impl(q, k, v, mask, heads, window, theta, scale)
     want = naive_tca(q, k, v, mask, heads, window, theta, scale)
     assert torch.isfinite(got).all()
     assert torch.allclose(got.double(), want, atol=1e-5, rtol=1e-5), (got.double() - want).abs().max()
 
 
-def test_theta_zero_is_the_temporal_path():
+def test_theta_zero_is_the_temporal_path(tca_impl):
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 32, 40, generator=g) for _ in range(3))
     mask = torch.arange(40)[None, :] < torch.tensor([[40], [25]])
-    got = tca_attention(q, k, v, mask, 4, 9, 0.0, "time")
+    got = tca_impl(q, k, v, mask, 4, 9, 0.0, "time")
     temporal = temporal_attention(q.reshape(2, 4, 8, 40), k.reshape(2, 4, 8, 40), v.reshape(2, 4, 8, 40), mask, 9)
-    assert torch.equal(got, temporal.reshape(2, 32, 40))
+    assert torch.allclose(got, temporal.reshape(2, 32, 40), atol=1e-6)
 
 
-def test_padded_positions_do_not_leak():
+def test_padded_positions_do_not_leak(tca_impl):
     """Changing q/k/v at padded positions changes nothing at valid ones (both branches)."""
     g = torch.Generator().manual_seed(1)
     q, k, v = (torch.randn(1, 16, 30, generator=g) for _ in range(3))
     mask = torch.arange(30)[None, :] < 18
-    base = tca_attention(q, k, v, mask, 2, 7, 0.3, "time")
+    base = tca_impl(q, k, v, mask, 2, 7, 0.3, "time")
     q2, k2, v2 = q.clone(), k.clone(), v.clone()
     for t in (q2, k2, v2):
         t[..., 18:] = 1e3 * torch.randn(1, 16, 12, generator=g)
-    moved = tca_attention(q2, k2, v2, mask, 2, 7, 0.3, "time")
+    moved = tca_impl(q2, k2, v2, mask, 2, 7, 0.3, "time")
     assert torch.allclose(base[..., :18], moved[..., :18], atol=1e-6)
     assert torch.equal(moved[..., 18:], torch.zeros_like(moved[..., 18:]))
 
 
-def test_gradients_are_finite_with_padding():
+def test_gradients_are_finite_with_padding(tca_impl):
     g = torch.Generator().manual_seed(2)
     q, k, v = (torch.randn(2, 16, 20, generator=g, requires_grad=True) for _ in range(3))
     mask = torch.arange(20)[None, :] < torch.tensor([[20], [0]])
-    tca_attention(q, k, v, mask, 2, 5, 0.2, "time").square().sum().backward()
+    tca_impl(q, k, v, mask, 2, 5, 0.2, "time").square().sum().backward()
     for t in (q, k, v):
         assert torch.isfinite(t.grad).all()

@@ -100,10 +100,3 @@ def test_console_entry_point_and_subpackages():
     import asl_edge.train
 
     assert asl_edge.train.__doc__ and asl_edge.export.__doc__
-
-
-@pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake is not installed")
-def test_cmake_project_configures(tmp_path):
-    root = Path(__file__).resolve().parents[1]
-    result = subprocess.run(["cmake", "-S", str(root), "-B", str(tmp_path)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr

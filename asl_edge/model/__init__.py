@@ -1,6 +1,7 @@
 """The ASL network (pure PyTorch), its attention op and checkpoint I/O."""
 
-from .attention import TemporalChannelAttention, tca_attention
+from ..ops import tca_attention
+from .attention import TemporalChannelAttention
 from .checkpoint import (
     Checkpoint,
     CheckpointError,

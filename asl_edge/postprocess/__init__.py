@@ -1,12 +1,13 @@
 """Post-processing: decoding, 1-D NMS and grid -> seconds (DESIGN §3)."""
 
 from .decode import decode_segments
-from .nms import batched_nms, hard_nms_1d, segment_iou, segment_voting, soft_nms_1d
+from .nms import batched_nms, batched_nms_reference, hard_nms_1d, segment_iou, segment_voting, soft_nms_1d
 from .timebase import FeatureGrid, default_duration, grid_to_seconds, seconds_to_grid, video_grid
 
 __all__ = [
     "FeatureGrid",
     "batched_nms",
+    "batched_nms_reference",
     "decode_segments",
     "default_duration",
     "grid_to_seconds",

@@ -16,7 +16,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-
+from ..ops.library import use_native
 
 def segment_iou(seg: Tensor, segs: Tensor) -> Tensor:
     """IoU of one segment (2,) with each of segs (N, 2), using length = end - start + 1e-6."""
@@ -130,7 +130,27 @@ def _nms_group(segs: Tensor, scores: Tensor, labels: Tensor, iou_threshold: floa
 def batched_nms(segs: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float, min_score: float,
                 max_seg_num: int, use_soft_nms: bool = True, multiclass: bool = True, sigma: float = 0.5,
                 voting_thresh: float = 0.75) -> Tuple[Tensor, Tensor, Tensor]:
-    """ActionFormer-compatible NMS: same arguments, same results.
+    """ActionFormer-compatible NMS: same arguments and results as ``batched_nms_reference``.
+
+    Outside TorchScript it runs the native ``asl_edge::nms1d`` op when ``ASL_EDGE_OPS`` allows
+    it and the library supports the inputs (see :mod:`asl_edge.ops`).
+    """
+    if not torch.jit.is_scripting():
+        if segs.shape[0] > 0 and use_native("nms1d", segs):
+            num_classes = int(labels.max()) + 1
+            out_segs, out_scores, out_labels, count = torch.ops.asl_edge.nms1d(
+                segs, scores, labels, "soft" if use_soft_nms else "hard", float(iou_threshold), float(sigma),
+                float(min_score), int(max_seg_num), bool(multiclass), float(voting_thresh), num_classes)
+            kept = int(count[0])
+            return out_segs[:kept], out_scores[:kept], out_labels[:kept].to(labels.dtype)
+    return batched_nms_reference(segs, scores, labels, iou_threshold, min_score, max_seg_num, use_soft_nms,
+                                 multiclass, sigma, voting_thresh)
+
+
+def batched_nms_reference(segs: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float, min_score: float,
+                          max_seg_num: int, use_soft_nms: bool = True, multiclass: bool = True, sigma: float = 0.5,
+                          voting_thresh: float = 0.75) -> Tuple[Tensor, Tensor, Tensor]:
+    """ActionFormer-compatible NMS in pure PyTorch: same arguments, same results.
 
     Args:
         segs: (N, 2) float (start, end); scores: (N,); labels: (N,) int64.

@@ -1,0 +1,192 @@
+"""``asl-edge build-ext`` and ``asl-edge doctor``: build the native libraries with CMake
+against the installed torch, and report which native pieces are usable and why not."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+from .library import BUILD_INFO, TORCH_OPS_LIBRARY, TRT_PLUGIN_LIBRARY, native_dir, native_state, ops_mode
+
+DEFAULT_CUDA_ARCHS = "87;90"
+
+
+class BuildError(RuntimeError):
+    """The native build cannot start or failed; the message says which step and why."""
+
+
+@dataclass
+class BuildOptions:
+    cuda: bool = False
+    cuda_archs: str = DEFAULT_CUDA_ARCHS
+    tensorrt_include: Optional[Path] = None
+    tensorrt_lib: Optional[Path] = None
+    tensorrt_compile_only: bool = False
+    source: Optional[Path] = None
+    build_dir: Optional[Path] = None
+    install_dir: Optional[Path] = None
+    jobs: int = 0
+
+
+def source_root(explicit: Optional[Path] = None) -> Path:
+    """The folder holding CMakeLists.txt and csrc/: ``explicit`` or the checkout asl_edge runs from."""
+    root = explicit or Path(__file__).resolve().parents[2]
+    if not (root / "CMakeLists.txt").is_file() or not (root / "csrc").is_dir():
+        raise BuildError(f"no asl-edge sources (CMakeLists.txt, csrc/) in {root}; "
+                         "pass --source pointing at an asl-edge checkout")
+    return root
+
+
+def _run(cmd: List[str], step: str, cwd: Optional[Path] = None) -> None:
+    print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
+    result = subprocess.run(cmd, cwd=cwd)
+    if result.returncode != 0:
+        raise BuildError(f"{step} failed (exit code {result.returncode}); see the output above")
+
+
+def cmake_configure_args(opts: BuildOptions, root: Path, build_dir: Path) -> List[str]:
+    """The CMake configure command line for ``opts``."""
+    args = ["cmake", "-S", str(root), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release",
+            f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
+            f"-DASL_WITH_CUDA={'ON' if opts.cuda else 'OFF'}"]
+    if opts.cuda:
+        args.append(f"-DCMAKE_CUDA_ARCHITECTURES={opts.cuda_archs}")
+    if opts.tensorrt_include:
+        args.append(f"-DASL_TENSORRT_INCLUDE_DIR={opts.tensorrt_include}")
+        if opts.tensorrt_lib:
+            args.append(f"-DASL_TENSORRT_LIB_DIR={opts.tensorrt_lib}")
+        if opts.tensorrt_compile_only:
+            args.append("-DASL_TENSORRT_COMPILE_ONLY=ON")
+    return args
+
+
+def build_extension(opts: BuildOptions) -> Path:
+    """Configure, build and install the native libraries; returns the folder they went to."""
+    if shutil.which("cmake") is None:
+        raise BuildError("cmake is not on PATH (Debian/Ubuntu: apt install cmake g++)")
+    if opts.cuda and shutil.which("nvcc") is None and not Path("/usr/local/cuda/bin/nvcc").is_file():
+        raise BuildError("--cuda needs nvcc (the CUDA toolkit) on PATH")
+    if opts.tensorrt_include and not (opts.tensorrt_include / "NvInfer.h").is_file():
+        raise BuildError(f"--tensorrt {opts.tensorrt_include}: NvInfer.h not found there")
+    root = source_root(opts.source)
+    build_dir = opts.build_dir or root / "build" / ("native-cuda" if opts.cuda else "native")
+    install_dir = opts.install_dir or native_dir()
+    jobs = opts.jobs or max(1, os.cpu_count() or 1)
+    start = time.perf_counter()
+    _run(cmake_configure_args(opts, root, build_dir), "CMake configure")
+    _run(["cmake", "--build", str(build_dir), "--parallel", str(jobs)], "build")
+    _run(["cmake", "--install", str(build_dir), "--prefix", str(install_dir)], "install")
+    info = {
+        "asl_edge_source": str(root),
+        "torch": torch.__version__,
+        "cuda": opts.cuda,
+        "cuda_architectures": opts.cuda_archs if opts.cuda else None,
+        "tensorrt_include": str(opts.tensorrt_include) if opts.tensorrt_include else None,
+        "tensorrt_compile_only": opts.tensorrt_compile_only,
+        "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (install_dir / BUILD_INFO).write_text(json.dumps(info, indent=1) + "\n")
+    print(f"built the native libraries into {install_dir} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    return install_dir
+
+
+def _tool_version(tool: str, args: List[str]) -> Optional[str]:
+    path = shutil.which(tool)
+    if path is None:
+        return None
+    try:
+        out = subprocess.run([path, *args], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "present (version unknown)"
+    lines = [line for line in out.splitlines() if line.strip()]
+    return lines[-1].strip() if tool == "nvcc" and lines else (lines[0].strip() if lines else "present")
+
+
+def _module_version(name: str) -> Optional[str]:
+    if importlib.util.find_spec(name) is None:
+        return None
+    try:
+        module = __import__(name)
+    except Exception as err:  # noqa: BLE001 - reported, not raised
+        return f"installed but fails to import: {err}"
+    return str(getattr(module, "__version__", "installed"))
+
+
+def doctor_report() -> Dict:
+    """Everything `asl-edge doctor` prints, as a dict."""
+    state = native_state()
+    try:
+        mode = ops_mode()
+    except RuntimeError as err:
+        mode = f"invalid ({err})"
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    chosen = {}
+    for device in devices:
+        for op in ("tca_attention", "nms1d"):
+            if mode.startswith("invalid"):
+                chosen[f"{op}@{device}"] = "unknown"
+                continue
+            probe = torch.empty(0, device=device)
+            try:
+                from .library import use_native
+
+                chosen[f"{op}@{device}"] = "native" if use_native(op, probe) else "reference"
+            except RuntimeError as err:
+                chosen[f"{op}@{device}"] = f"error: {err}"
+    plugin = native_dir() / TRT_PLUGIN_LIBRARY
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "native_dir": str(native_dir()),
+        "torch_ops": {"path": str(state.path), "loaded": state.loaded, "reason": state.reason or None,
+                      "cpu_kernels": state.devices.get("cpu", False),
+                      "cuda_kernels": state.devices.get("cuda", False), "build": state.build_info},
+        "ops_mode": mode,
+        "ops_in_use": chosen,
+        "tensorrt_plugins": {"path": str(plugin), "present": plugin.is_file()},
+        "tensorrt_python": _module_version("tensorrt"),
+        "toolchain": {"cmake": _tool_version("cmake", ["--version"]), "nvcc": _tool_version("nvcc", ["--version"]),
+                      "c++": _tool_version("c++", ["--version"])},
+        "optional_packages": {name: _module_version(name) for name in ("onnx", "onnxruntime")},
+    }
+
+
+def format_doctor(report: Dict) -> str:
+    """Human-readable lines of ``doctor_report()``."""
+    ops = report["torch_ops"]
+    if ops["loaded"]:
+        ops_line = (f"loaded {ops['path']} (CPU kernels: {'yes' if ops['cpu_kernels'] else 'no'}, "
+                    f"CUDA kernels: {'yes' if ops['cuda_kernels'] else 'no'})")
+    else:
+        ops_line = f"not loaded: {ops['reason']}"
+    plugin = report["tensorrt_plugins"]
+    trt = report["tensorrt_python"] or "not installed (engine building and the TensorRT backend are unavailable)"
+    lines = [
+        f"python {report['python']}, torch {report['torch']} (CUDA {report['torch_cuda'] or 'none'}; "
+        f"devices: {', '.join(report['cuda_devices']) or 'none'})",
+        f"native dir       {report['native_dir']}",
+        f"torch ops        {ops_line}",
+        f"ASL_EDGE_OPS     {report['ops_mode']}: " +
+        ", ".join(f"{k} -> {v}" for k, v in report["ops_in_use"].items()),
+        f"TensorRT plugins {plugin['path'] if plugin['present'] else 'not built'}"
+        + ("" if plugin["present"] else " (asl-edge build-ext --cuda --tensorrt DIR)"),
+        f"TensorRT python  {trt}",
+    ]
+    for tool, version in report["toolchain"].items():
+        lines.append(f"{tool:<16} {version or 'not found'}")
+    for name, version in report["optional_packages"].items():
+        lines.append(f"{name:<16} {version or 'not installed'}")
+    return "\n".join(lines)

@@ -1,0 +1,21 @@
+// Types shared by the kernel interfaces (no framework types).
+#pragma once
+
+#include <cstdint>
+
+namespace asl_edge {
+namespace kernels {
+
+enum class DataType : int32_t { kFloat32 = 0, kFloat16 = 1 };
+
+enum class Status : int32_t {
+  kSuccess = 0,
+  kInvalidArgument = 1,  // shape or attribute rejected by the *_check function
+  kLaunchFailed = 2,     // a CUDA launch reported an error
+  kNotCompiled = 3,      // the library was built without CUDA
+};
+
+const char* status_message(Status status);
+
+}  // namespace kernels
+}  // namespace asl_edge
