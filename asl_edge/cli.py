@@ -119,6 +119,8 @@ def cmd_doctor(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .ops.build import DEFAULT_CUDA_ARCHS
+
     parser = argparse.ArgumentParser(prog="asl-edge", description=asl_edge.__doc__)
     parser.add_argument("--version", action="version", version=f"asl-edge {asl_edge.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -148,8 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build-ext", help="build the native ops (and TensorRT plugins) against the installed torch")
     p.add_argument("--cuda", action="store_true", help="also build the CUDA kernels (needs nvcc)")
-    p.add_argument("--cuda-arch", default="87;90",
-                   help="CUDA architectures, CMake syntax (default 87;90: Jetson Orin, Hopper)")
+    p.add_argument("--cuda-arch", default=DEFAULT_CUDA_ARCHS,
+                   help=f"CUDA architectures, CMake syntax (default {DEFAULT_CUDA_ARCHS}: Ampere, Jetson Orin, "
+                        "Ada, Hopper; e.g. 87 alone on a Jetson)")
     p.add_argument("--tensorrt", metavar="DIR", default=None,
                    help="TensorRT include dir (with NvInfer.h): also build the plugin library")
     p.add_argument("--tensorrt-lib", metavar="DIR", default=None, help="TensorRT library dir (default: found by CMake)")

@@ -56,7 +56,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "eager_attention_op": "native" if use_native("tca_attention", features) else "reference",
+        "eager_attention_op": "native" if use_native("tca_attention", features, features, features, mask) else "reference",
         "eager": eager,
         "torchscript": torchscript,
         "torchscript_speedup_vs_eager": eager["median_ms"] / torchscript["median_ms"],

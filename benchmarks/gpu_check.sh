@@ -15,7 +15,9 @@
 #   ASL_TRT_INCLUDE    TensorRT include dir carried along (default build/trt-headers/include if present)
 #   ASL_PYDEPS         folder with pytest & co. to put on PYTHONPATH when the machine lacks pytest
 #                      (default build/gpu_pydeps; make it with benchmarks/gpu_pydeps.sh)
-# Every step has its own time limit; the whole script stays under 8 minutes.
+#   ASL_GPU_CHECK_BUDGET_S  wall-clock budget of the whole script (default 450 s); each step runs
+#                      under its own limit capped by what is left, and the summary JSON is
+#                      rewritten after every step. Exit status 1 when any step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu_check}
@@ -29,33 +31,51 @@ if ! $PY -c "import pytest" 2>/dev/null && [ -d "$PYDEPS" ]; then
   export PYTHONPATH="$PYTHONPATH:$PWD/$PYDEPS"
 fi
 SUMMARY="$OUT/gpu_check.json"
+DEADLINE=$(( $(date +%s) + ${ASL_GPU_CHECK_BUDGET_S:-450} ))   # whole script, seconds
 steps=()
+failed=0
 
-step() {  # step NAME TIMEOUT_S COMMAND...: run, log to $OUT/NAME.log, record status and time
+write_summary() {
+  ( IFS=,; echo "{\"steps\": [${steps[*]}], \"failed\": $failed}" ) > "$SUMMARY"
+}
+
+step() {  # step NAME LIMIT_S COMMAND...: run under min(LIMIT_S, time left), log to $OUT/NAME.log
   local name=$1 limit=$2
   shift 2
+  local left=$(( DEADLINE - $(date +%s) ))
+  if [ "$left" -lt 10 ]; then
+    steps+=("{\"step\": \"$name\", \"rc\": null, \"skipped\": \"out of time\"}")
+    failed=1
+    write_summary
+    echo "[$name] skipped: out of time"
+    return 1
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
   local start end rc
   start=$(date +%s.%N)
   timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
   rc=$?
   end=$(date +%s.%N)
-  steps+=("{\"step\": \"$name\", \"rc\": $rc, \"seconds\": $(awk "BEGIN {printf \"%.1f\", $end - $start}")}")
+  [ "$rc" -ne 0 ] && failed=1
+  steps+=("{\"step\": \"$name\", \"rc\": $rc, \"limit_s\": $limit, \"seconds\": $(awk "BEGIN {printf \"%.1f\", $end - $start}")}")
+  write_summary
   echo "[$name] rc=$rc ($(tail -n 1 "$OUT/$name.log"))"
   return $rc
 }
 
-step environment 60 bash -c "nvidia-smi; nvcc --version; $PY -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))'"
-if step build 240 $PY -m asl_edge build-ext --cuda --cuda-arch "$ARCH" --build-dir build/gpu-native --jobs "$(nproc)"; then
-  step doctor 60 bash -c "$PY -m asl_edge doctor --json > '$OUT/doctor.json'"
-  step tests 180 $PY -m pytest -q -p no:cacheprovider tests/test_ops_cuda.py tests/test_ops.py tests/test_attention.py \
+step environment 30 bash -c "nvidia-smi; nvcc --version; $PY -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))'"
+if step build 200 $PY -m asl_edge build-ext --cuda --cuda-arch "$ARCH" --build-dir build/gpu-native --jobs "$(nproc)"; then
+  step doctor 30 bash -c "$PY -m asl_edge doctor --json > '$OUT/doctor.json'"
+  step tests 120 $PY -m pytest -q -p no:cacheprovider tests/test_ops_cuda.py tests/test_ops.py tests/test_attention.py \
     --junitxml="$OUT/pytest.xml"
-  step bench 120 $PY benchmarks/bench_ops.py --device all --runs 50 --out "$OUT/bench_ops.json"
+  step bench 90 $PY benchmarks/bench_ops.py --device all --runs 50 --out "$OUT/bench_ops.json"
 fi
 if [ -f "$TRT_INCLUDE/NvInfer.h" ]; then
-  step plugin_harness 240 env CMAKE_CUDA_ARCHITECTURES="$ARCH" JOBS="$(nproc)" \
+  step plugin_harness 200 env CMAKE_CUDA_ARCHITECTURES="$ARCH" JOBS="$(nproc)" \
     scripts/compile_trt_plugins.sh "$TRT_INCLUDE" build/gpu-trt --cuda --require-gpu --json "$OUT/harness.json"
 else
   echo "[plugin_harness] skipped: no TensorRT headers at $TRT_INCLUDE"
 fi
-( IFS=,; echo "{\"steps\": [${steps[*]}]}" ) > "$SUMMARY"
-echo "wrote $SUMMARY"
+write_summary
+echo "wrote $SUMMARY (failed: $failed)"
+exit $failed

@@ -118,3 +118,7 @@ def test_unsupported_settings_are_named():
     config.model.n_mha_win_size = [5, 5]
     with pytest.raises(ConfigError, match="n_mha_win_size"):
         build_model(config)
+    config = small_config()
+    config.model.n_mha_win_size = 4
+    with pytest.raises(ConfigError, match="n_mha_win_size must be odd"):
+        build_model(config)

@@ -36,7 +36,7 @@ SHAPES = [  # batch, heads, d, T, valid lengths
 @pytest.mark.parametrize("window,theta,scale", [(19, 0.2, "time"), (3, 0.0, "head"), (5, 1.0, "time"),
                                                 (1, 0.2, "head"), (9, 0.5, "head")])
 def test_tca_native_matches_reference(batch, heads, d, length, lengths, window, theta, scale):
-    for dtype, tol in ((torch.float64, 1e-7), (torch.float32, 2e-5)):   # theta travels as float32
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 2e-5)):
         q, k, v, mask = random_qkv(batch, heads * d, length, lengths, seed=length + heads, dtype=dtype)
         got = torch.ops.asl_edge.tca_attention(q, k, v, mask, heads, window, theta, scale)
         want = tca_attention_reference(q, k, v, mask, heads, window, theta, scale)
@@ -51,15 +51,22 @@ def test_tca_native_accepts_non_contiguous_inputs():
     assert torch.allclose(got, tca_attention_reference(q, k, v, mask, 3, 5, 0.2, "time"), atol=2e-5)
 
 
-def test_tca_native_gradients_match_reference():
-    q, k, v, mask = random_qkv(2, 8, 15, [15, 9], seed=4, dtype=torch.float64)
-    grads = []
+def test_tca_native_gradients_pass_gradcheck():
+    """Analytic gradients of the native op against finite differences (float64)."""
+    q, k, v, mask = random_qkv(2, 4, 7, [7, 5], seed=4, dtype=torch.float64)
+    inputs = tuple(t.clone().requires_grad_() for t in (q, k, v))
+    assert torch.autograd.gradcheck(
+        lambda a, b, c: torch.ops.asl_edge.tca_attention(a, b, c, mask, 2, 3, 0.3, "time"), inputs)
+
+
+def test_tca_native_second_order_gradients():
+    q, k, v, mask = random_qkv(1, 4, 9, [7], seed=18, dtype=torch.float64)
+    results = []
     for fn in (torch.ops.asl_edge.tca_attention, tca_attention_reference):
-        inputs = [t.clone().requires_grad_() for t in (q, k, v)]
-        (fn(*inputs, mask, 2, 5, 0.3, "time") ** 2).sum().backward()
-        grads.append([t.grad for t in inputs])
-    for got, want in zip(*grads):
-        assert torch.allclose(got, want, atol=1e-7)
+        x = q.clone().requires_grad_()
+        (grad,) = torch.autograd.grad(fn(x, k, v, mask, 2, 3, 0.4, "time").pow(2).sum(), x, create_graph=True)
+        results.append(torch.autograd.grad(grad.sum(), x)[0])
+    assert torch.allclose(results[0], results[1], atol=1e-7)
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -68,12 +75,12 @@ def test_tca_native_gradients_match_reference():
     (dict(window=4), "window must be odd"),
     (dict(theta=1.5), "theta"),
 ])
-def test_tca_native_rejects_bad_attributes(bad, message):
+def test_tca_native_and_reference_reject_the_same_attributes(bad, message):
     q, k, v, mask = random_qkv(1, 8, 10, [10], seed=5)
     args = dict(num_heads=2, window=5, theta=0.2, channel_scale="time") | bad
-    with pytest.raises(RuntimeError, match=message):
-        torch.ops.asl_edge.tca_attention(q, k, v, mask, args["num_heads"], args["window"], args["theta"],
-                                         args["channel_scale"])
+    for fn in (torch.ops.asl_edge.tca_attention, tca_attention_reference):
+        with pytest.raises((RuntimeError, ValueError), match=message):
+            fn(q, k, v, mask, args["num_heads"], args["window"], args["theta"], args["channel_scale"])
 
 
 def test_tca_native_rejects_bad_shapes():
@@ -237,15 +244,38 @@ def test_nms_native_rejects_bad_arguments():
         torch.ops.asl_edge.nms1d(segs.double(), scores, labels, "soft", 0.1, 0.5, 0.001, 5, True, 0.0, 2)
 
 
-def test_batched_nms_dispatches_to_the_same_result():
+def test_batched_nms_dispatches_to_the_same_result(monkeypatch):
     from asl_edge.postprocess import batched_nms
 
+    monkeypatch.setenv("ASL_EDGE_OPS", "native")
     segs, scores, labels = random_candidates(5, 100, seed=13)
     for soft, multiclass in itertools.product([True, False], [True, False]):
         got = batched_nms(segs, scores, labels, 0.3, 0.001, 30, soft, multiclass, 0.5, 0.75)
         want = batched_nms_reference(segs, scores, labels, 0.3, 0.001, 30, soft, multiclass, 0.5, 0.75)
         assert torch.equal(got[2], want[2])
         assert torch.allclose(got[1], want[1], atol=1e-6) and torch.allclose(got[0], want[0], atol=1e-4)
+
+
+@pytest.mark.parametrize("case", ["negative labels", "huge label", "int16 labels", "max_seg_num 0",
+                                  "max_seg_num -1"])
+def test_batched_nms_falls_back_where_the_native_op_does_not_apply(case):
+    from asl_edge.postprocess import batched_nms
+
+    segs, scores, labels = random_candidates(3, 20, seed=17)
+    max_seg_num = 30
+    if case == "negative labels":
+        labels = labels - 1
+    elif case == "huge label":
+        labels[0] = 2 ** 40
+    elif case == "int16 labels":
+        labels = labels.to(torch.int16)
+    else:
+        max_seg_num = int(case.split()[-1])
+    got = batched_nms(segs, scores, labels, 0.3, 0.001, max_seg_num, True, True, 0.5, 0.75)
+    want = batched_nms_reference(segs, scores, labels, 0.3, 0.001, max_seg_num, True, True, 0.5, 0.75)
+    assert got[2].dtype == labels.dtype
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)
 
 
 # ---------------------------------------------------------------- ASL_EDGE_OPS
@@ -258,25 +288,66 @@ def fresh_library_state(monkeypatch):
     yield monkeypatch
 
 
+def attention_inputs(dtype=torch.float32, mask_dtype=torch.bool):
+    data = torch.zeros(1, 2, 3, dtype=dtype)
+    return data, data, data, torch.ones(1, 3, dtype=mask_dtype)
+
+
+def nms_inputs(dtype=torch.float32, label_dtype=torch.long):
+    return torch.zeros(2, 2, dtype=dtype), torch.zeros(2, dtype=dtype), torch.zeros(2, dtype=label_dtype)
+
+
 def test_mode_reference_never_uses_native(fresh_library_state):
     fresh_library_state.setenv("ASL_EDGE_OPS", "reference")
-    assert not library.use_native("tca_attention", torch.zeros(1))
-    assert not library.use_native("nms1d", torch.zeros(1))
+    assert not library.use_native("tca_attention", *attention_inputs())
+    assert not library.use_native("nms1d", *nms_inputs())
 
 
-def test_mode_auto_uses_native_for_supported_dtypes(fresh_library_state):
+def test_mode_auto_checks_every_input(fresh_library_state):
     fresh_library_state.setenv("ASL_EDGE_OPS", "auto")
-    assert library.use_native("tca_attention", torch.zeros(1))
-    assert not library.use_native("tca_attention", torch.zeros(1, dtype=torch.bfloat16))
+    assert library.use_native("tca_attention", *attention_inputs())
+    assert library.use_native("nms1d", *nms_inputs(label_dtype=torch.int32))
+    assert not library.use_native("tca_attention", *attention_inputs(torch.bfloat16))
+    q, k, v, mask = attention_inputs()
+    assert not library.use_native("tca_attention", q, k.double(), v, mask)
+    assert not library.use_native("tca_attention", *attention_inputs(mask_dtype=torch.uint8))
+    segs, scores, labels = nms_inputs()
+    assert not library.use_native("nms1d", segs, scores.double(), labels)
+    assert not library.use_native("nms1d", segs, scores, labels.to(torch.int16))
+
+
+def test_mode_native_fails_loudly_on_unsupported_inputs(fresh_library_state):
+    fresh_library_state.setenv("ASL_EDGE_OPS", "native")
+    with pytest.raises(NativeOpsError, match="int16"):
+        library.use_native("nms1d", *nms_inputs(label_dtype=torch.int16))
+    with pytest.raises(NativeOpsError, match="bfloat16"):
+        library.use_native("tca_attention", *attention_inputs(torch.bfloat16))
 
 
 def test_mode_native_fails_loudly_without_the_library(fresh_library_state, tmp_path):
     fresh_library_state.setenv("ASL_EDGE_OPS", "native")
     fresh_library_state.setenv("ASL_EDGE_NATIVE_DIR", str(tmp_path))
     with pytest.raises(NativeOpsError, match="does not exist"):
-        library.use_native("tca_attention", torch.zeros(1))
+        library.use_native("tca_attention", *attention_inputs())
     fresh_library_state.setenv("ASL_EDGE_OPS", "auto")
-    assert not library.use_native("tca_attention", torch.zeros(1))   # auto falls back
+    assert not library.use_native("tca_attention", *attention_inputs())   # auto falls back
+
+
+def test_library_built_for_another_torch_is_not_loaded(fresh_library_state, tmp_path):
+    (tmp_path / library.TORCH_OPS_LIBRARY).write_bytes(b"\x7fELF")
+    (tmp_path / library.BUILD_INFO).write_text('{"torch": "0.0.1"}')
+    fresh_library_state.setenv("ASL_EDGE_NATIVE_DIR", str(tmp_path))
+    state = library.native_state()
+    assert not state.loaded and "built for torch 0.0.1" in state.reason
+
+
+def test_cuda_architecture_coverage(fresh_library_state, tmp_path):
+    (tmp_path / library.BUILD_INFO).write_text('{"cuda_architectures": "80-real;87;90"}')
+    fresh_library_state.setenv("ASL_EDGE_NATIVE_DIR", str(tmp_path))
+    assert library.cuda_arch_supported((8, 0)) and library.cuda_arch_supported((8, 6))   # sm_80 cubin
+    assert library.cuda_arch_supported((8, 7)) and library.cuda_arch_supported((9, 0))
+    assert library.cuda_arch_supported((12, 0))          # JIT from compute_90 PTX
+    assert not library.cuda_arch_supported((7, 5))
 
 
 def test_corrupt_library_is_reported(fresh_library_state, tmp_path):

@@ -22,9 +22,12 @@ def window_sizes(config: Config) -> List[int]:
     num_levels = config.model.backbone_arch[2] + 1
     windows = config.model.n_mha_win_size
     if isinstance(windows, int):
-        return [windows] * num_levels
+        windows = [windows] * num_levels
     if len(windows) != num_levels:
         raise ConfigError(f"model.n_mha_win_size has {len(windows)} entries, the encoder has {num_levels} levels")
+    even = [w for w in windows if w > 1 and w % 2 == 0]
+    if even:
+        raise ConfigError(f"model.n_mha_win_size must be odd (or <= 1 for global attention), got {even[0]}")
     return list(windows)
 
 

@@ -6,9 +6,11 @@ library is loaded and supports the inputs. ``ASL_EDGE_OPS=reference|native|auto`
 side; see :mod:`asl_edge.ops.library`.
 """
 
-from .library import NativeOpsError, native_dir, native_state, ops_mode, use_native
+from .library import NativeOpsError, load_at_import, native_dir, native_state, ops_mode, use_native
 from .nms1d import nms1d, nms1d_reference
 from .tca_attention import tca_attention, tca_attention_reference
+
+load_at_import()
 
 __all__ = [
     "NativeOpsError",

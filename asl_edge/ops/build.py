@@ -17,9 +17,11 @@ from typing import Dict, List, Optional
 
 import torch
 
-from .library import BUILD_INFO, TORCH_OPS_LIBRARY, TRT_PLUGIN_LIBRARY, native_dir, native_state, ops_mode
+from .library import (BUILD_INFO, TORCH_OPS_LIBRARY, TRT_PLUGIN_LIBRARY, native_dir, native_state, ops_mode,
+                      use_native)
 
-DEFAULT_CUDA_ARCHS = "87;90"
+# Ampere, Jetson Orin, Ada, Hopper (+ PTX of 90 for newer GPUs); never nvcc's sm_75 default
+DEFAULT_CUDA_ARCHS = "80;86;87;89;90"
 
 
 class BuildError(RuntimeError):
@@ -55,13 +57,27 @@ def _run(cmd: List[str], step: str, cwd: Optional[Path] = None) -> None:
         raise BuildError(f"{step} failed (exit code {result.returncode}); see the output above")
 
 
+def find_nvcc() -> Optional[str]:
+    """nvcc on PATH, else the CUDA toolkit's default location."""
+    found = shutil.which("nvcc")
+    if found:
+        return found
+    default = Path("/usr/local/cuda/bin/nvcc")
+    return str(default) if default.is_file() else None
+
+
 def cmake_configure_args(opts: BuildOptions, root: Path, build_dir: Path) -> List[str]:
-    """The CMake configure command line for ``opts``."""
+    """The CMake configure command line for ``opts``; Torch_DIR is always given so that a
+    reused build folder cannot keep another torch."""
+    torch_dir = Path(torch.utils.cmake_prefix_path) / "Torch"
     args = ["cmake", "-S", str(root), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release",
-            f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
+            f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}", f"-DTorch_DIR={torch_dir}",
             f"-DASL_WITH_CUDA={'ON' if opts.cuda else 'OFF'}"]
     if opts.cuda:
         args.append(f"-DCMAKE_CUDA_ARCHITECTURES={opts.cuda_archs}")
+        nvcc = find_nvcc()
+        if nvcc:
+            args.append(f"-DCMAKE_CUDA_COMPILER={nvcc}")
     if opts.tensorrt_include:
         args.append(f"-DASL_TENSORRT_INCLUDE_DIR={opts.tensorrt_include}")
         if opts.tensorrt_lib:
@@ -75,8 +91,8 @@ def build_extension(opts: BuildOptions) -> Path:
     """Configure, build and install the native libraries; returns the folder they went to."""
     if shutil.which("cmake") is None:
         raise BuildError("cmake is not on PATH (Debian/Ubuntu: apt install cmake g++)")
-    if opts.cuda and shutil.which("nvcc") is None and not Path("/usr/local/cuda/bin/nvcc").is_file():
-        raise BuildError("--cuda needs nvcc (the CUDA toolkit) on PATH")
+    if opts.cuda and find_nvcc() is None:
+        raise BuildError("--cuda needs nvcc (the CUDA toolkit) on PATH or in /usr/local/cuda/bin")
     if opts.tensorrt_include and not (opts.tensorrt_include / "NvInfer.h").is_file():
         raise BuildError(f"--tensorrt {opts.tensorrt_include}: NvInfer.h not found there")
     root = source_root(opts.source)
@@ -90,7 +106,7 @@ def build_extension(opts: BuildOptions) -> Path:
     info = {
         "asl_edge_source": str(root),
         "torch": torch.__version__,
-        "cuda": opts.cuda,
+        "cuda": _cmake_cache_value(build_dir, "ASL_TORCH_HAS_CUDA") == "ON",
         "cuda_architectures": opts.cuda_archs if opts.cuda else None,
         "tensorrt_include": str(opts.tensorrt_include) if opts.tensorrt_include else None,
         "tensorrt_compile_only": opts.tensorrt_compile_only,
@@ -99,6 +115,16 @@ def build_extension(opts: BuildOptions) -> Path:
     (install_dir / BUILD_INFO).write_text(json.dumps(info, indent=1) + "\n")
     print(f"built the native libraries into {install_dir} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return install_dir
+
+
+def _cmake_cache_value(build_dir: Path, name: str) -> Optional[str]:
+    try:
+        for line in (build_dir / "CMakeCache.txt").read_text().splitlines():
+            if line.startswith(name + ":"):
+                return line.split("=", 1)[1]
+    except OSError:
+        return None
+    return None
 
 
 def _tool_version(tool: str, args: List[str]) -> Optional[str]:
@@ -133,15 +159,15 @@ def doctor_report() -> Dict:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     chosen = {}
     for device in devices:
-        for op in ("tca_attention", "nms1d"):
+        data = torch.empty(0, device=device)
+        probes = {"tca_attention": (data, data, data, torch.empty(0, 0, dtype=torch.bool, device=device)),
+                  "nms1d": (data, data, torch.empty(0, dtype=torch.long, device=device))}
+        for op, tensors in probes.items():
             if mode.startswith("invalid"):
                 chosen[f"{op}@{device}"] = "unknown"
                 continue
-            probe = torch.empty(0, device=device)
             try:
-                from .library import use_native
-
-                chosen[f"{op}@{device}"] = "native" if use_native(op, probe) else "reference"
+                chosen[f"{op}@{device}"] = "native" if use_native(op, *tensors) else "reference"
             except RuntimeError as err:
                 chosen[f"{op}@{device}"] = f"error: {err}"
     plugin = native_dir() / TRT_PLUGIN_LIBRARY

@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -22,11 +22,12 @@ TRT_PLUGIN_LIBRARY = "libasl_edge_trt_plugins.so"
 BUILD_INFO = "build_info.json"
 MODES = ("auto", "reference", "native")
 
-# dtypes each device's kernels accept
+# dtypes each device's kernels accept for the data inputs (q, k, v / segments, scores)
 _NATIVE_DTYPES = {
     "cpu": {"tca_attention": (torch.float32, torch.float64), "nms1d": (torch.float32,)},
     "cuda": {"tca_attention": (torch.float32, torch.float16), "nms1d": (torch.float32,)},
 }
+_LABEL_DTYPES = (torch.int64, torch.int32)
 
 
 class NativeOpsError(RuntimeError):
@@ -79,16 +80,18 @@ def native_state() -> NativeState:
             state.build_info = json.loads(info_path.read_text())
         except (OSError, ValueError):
             state.build_info = None
+    built_for = (state.build_info or {}).get("torch")
     if not path.is_file():
         state.reason = f"{path} does not exist (build it with `asl-edge build-ext`)"
+    elif built_for and built_for != torch.__version__:
+        # a library built against another torch's C++ ABI may crash on load: do not try
+        state.reason = (f"{path} was built for torch {built_for}, this is torch {torch.__version__} "
+                        "(rebuild with `asl-edge build-ext`)")
     else:
         try:
             torch.ops.load_library(str(path))
         except (OSError, RuntimeError) as err:
-            built_with = (state.build_info or {}).get("torch")
-            hint = f"; it was built for torch {built_with}, this is torch {torch.__version__}" \
-                if built_with and built_with != torch.__version__ else ""
-            state.reason = f"{path} failed to load: {err}{hint} (rebuild with `asl-edge build-ext`)"
+            state.reason = f"{path} failed to load: {err} (rebuild with `asl-edge build-ext`)"
         else:
             state.loaded = True
             state.devices = {"cpu": _has_kernel("tca_attention", "CPU"),
@@ -98,22 +101,81 @@ def native_state() -> NativeState:
     return state
 
 
-def use_native(op: str, tensor: torch.Tensor) -> bool:
-    """Whether ``op`` on ``tensor``'s device and dtype should run natively under ``ASL_EDGE_OPS``."""
+def load_at_import() -> None:
+    """Load the library when ``asl_edge.ops`` is imported (unless ``ASL_EDGE_OPS=reference``), so
+    that artifacts recorded with the native ops (``torch.export``, traces) load and
+    ``torch.compile`` sees the ops. Problems are recorded in ``native_state()``, never raised."""
+    try:
+        if ops_mode() != "reference":
+            native_state()
+    except NativeOpsError:
+        pass
+
+
+def _unsupported(op: str, tensors: Sequence[torch.Tensor]) -> Optional[str]:
+    """Why the native ``op`` cannot take these inputs, or None."""
+    data, device = tensors[0], tensors[0].device
+    if any(t.device != device for t in tensors):
+        return "inputs on different devices " + ", ".join(str(t.device) for t in tensors)
+    allowed = _NATIVE_DTYPES.get(device.type, {}).get(op, ())
+    if op == "tca_attention":
+        q, k, v, mask = tensors
+        if data.dtype not in allowed or k.dtype != q.dtype or v.dtype != q.dtype:
+            return f"q, k, v of dtypes {q.dtype}, {k.dtype}, {v.dtype} (supported on {device.type}: {allowed})"
+        if mask.dtype != torch.bool:
+            return f"mask of dtype {mask.dtype} (bool needed)"
+    else:
+        segments, scores, labels = tensors
+        if segments.dtype not in allowed or scores.dtype not in allowed:
+            return f"segments/scores of dtypes {segments.dtype}, {scores.dtype} (float32 needed)"
+        if labels.dtype not in _LABEL_DTYPES:
+            return f"labels of dtype {labels.dtype} (int64 or int32 needed)"
+    if device.type == "cuda" and not cuda_arch_supported(torch.cuda.get_device_capability(device)):
+        return f"no kernel image for compute capability {torch.cuda.get_device_capability(device)}"
+    return None
+
+
+def cuda_arch_supported(capability: Tuple[int, int]) -> bool:
+    """Whether the CUDA architectures of the build (build_info.json) run on this capability:
+    a real architecture of the same major version at most this minor, or PTX of an older one.
+    True when the build did not record its architectures."""
+    archs = str((native_state().build_info or {}).get("cuda_architectures") or "")
+    if not archs:
+        return True
+    cc = capability[0] * 10 + capability[1]
+    for entry in archs.split(";"):
+        number, _, kind = entry.strip().partition("-")
+        if not number.isdigit():
+            continue
+        arch = int(number)
+        if kind != "virtual" and arch // 10 == cc // 10 and arch <= cc:
+            return True
+        if kind != "real" and arch <= cc:
+            return True
+    return False
+
+
+def use_native(op: str, *tensors: torch.Tensor) -> bool:
+    """Whether ``op`` on these input tensors should run natively under ``ASL_EDGE_OPS``: in
+    ``auto`` mode when the library is loaded, has kernels for their device and supports their
+    dtypes; ``native`` mode raises NativeOpsError instead of falling back."""
     mode = ops_mode()
     if mode == "reference":
         return False
     state = native_state()
-    device = tensor.device.type
-    if mode == "native":
-        if not state.loaded:
-            raise NativeOpsError(f"ASL_EDGE_OPS=native but the native ops are unavailable: {state.reason}")
-        if not state.devices.get(device, False):
-            raise NativeOpsError(f"ASL_EDGE_OPS=native but the native library has no {device} kernels "
-                                 f"(built with CUDA: {(state.build_info or {}).get('cuda', 'unknown')})")
+    device = tensors[0].device.type
+    if not state.loaded:
+        problem = f"the native ops are unavailable: {state.reason}"
+    elif not state.devices.get(device, False):
+        problem = (f"the native library has no {device} kernels (rebuild with `asl-edge build-ext"
+                   f"{' --cuda' if device == 'cuda' else ''}`, against a torch with {device} support)")
+    else:
+        problem = _unsupported(op, tensors)
+    if problem is None:
         return True
-    return (state.loaded and state.devices.get(device, False)
-            and tensor.dtype in _NATIVE_DTYPES.get(device, {}).get(op, ()))
+    if mode == "native":
+        raise NativeOpsError(f"ASL_EDGE_OPS=native but {op} cannot run natively: {problem}")
+    return False
 
 
 def _register_autograd() -> None:
@@ -131,12 +193,16 @@ def _register_autograd() -> None:
 
     def backward(ctx, grad_out):
         q, k, v, mask = ctx.saved_tensors
-        inputs = [t.detach().requires_grad_(needs) for t, needs in zip((q, k, v), ctx.needs_input_grad[:3])]
+        higher_order = torch.is_grad_enabled()          # create_graph=True was asked for
+        # for higher orders the gradients must stay functions of the saved inputs themselves
+        inputs = [t if higher_order and needs else t.detach().requires_grad_(needs)
+                  for t, needs in zip((q, k, v), ctx.needs_input_grad[:3])]
+        wanted = [t for t, needs in zip(inputs, ctx.needs_input_grad[:3]) if needs]
         with torch.enable_grad():
             out = tca_attention_reference(*inputs, mask, *ctx.attrs)
-            wanted = [t for t in inputs if t.requires_grad]
-            grads = iter(torch.autograd.grad(out, wanted, grad_out)) if wanted else iter(())
-        dq, dk, dv = (next(grads) if t.requires_grad else None for t in inputs)
+            grads = iter(torch.autograd.grad(out, wanted, grad_out, create_graph=higher_order)) \
+                if wanted else iter(())
+        dq, dk, dv = (next(grads) if needs else None for needs in ctx.needs_input_grad[:3])
         return dq, dk, dv, None, None, None, None, None
 
     torch.library.register_autograd("asl_edge::tca_attention", backward, setup_context=setup_context)

@@ -15,9 +15,6 @@ from torch import Tensor
 
 from .library import use_native
 
-NMS_METHODS = ("soft", "hard")
-
-
 def nms1d(segments: Tensor, scores: Tensor, labels: Tensor, method: str = "soft", iou_threshold: float = 0.1,
           sigma: float = 0.5, min_score: float = 0.001, max_out: int = 200, multiclass: bool = True,
           voting_threshold: float = 0.0, num_classes: Optional[int] = None) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -29,25 +26,26 @@ def nms1d(segments: Tensor, scores: Tensor, labels: Tensor, method: str = "soft"
         multiclass: NMS per class; otherwise class-agnostic, then segment voting when
             ``voting_threshold > 0``.
         num_classes: labels lie in ``[0, num_classes)`` (others are ignored in multiclass mode);
-            defaults to ``labels.max() + 1``.
+            defaults to ``labels.max() + 1`` (give it when tracing or exporting: the default
+            depends on the data).
 
     Returns:
         segments (max_out, 2), scores (max_out,), labels (max_out,) int64 and count (1,) int32:
         the first ``count`` entries are the kept candidates by descending score, the rest are
         0, 0 and -1.
     """
-    if method not in NMS_METHODS:
-        raise ValueError(f"nms1d: method must be 'soft' or 'hard', got {method!r}")
+    if method != "soft" and method != "hard":
+        raise ValueError("nms1d: method must be 'soft' or 'hard', got " + method)
     if max_out <= 0:
-        raise ValueError(f"nms1d: max_out must be positive, got {max_out}")
-    if num_classes is None:
-        num_classes = int(labels.max()) + 1 if labels.numel() > 0 else 1
-    if use_native("nms1d", segments):
-        return torch.ops.asl_edge.nms1d(segments, scores, labels, method, float(iou_threshold), float(sigma),
-                                        float(min_score), int(max_out), bool(multiclass), float(voting_threshold),
-                                        int(num_classes))
+        raise ValueError("nms1d: max_out must be positive, got " + str(max_out))
+    classes = num_classes if num_classes is not None else (int(labels.max()) + 1 if labels.numel() > 0 else 1)
+    if not torch.jit.is_scripting():
+        if use_native("nms1d", segments, scores, labels):
+            return torch.ops.asl_edge.nms1d(segments, scores, labels, method, float(iou_threshold), float(sigma),
+                                            float(min_score), int(max_out), bool(multiclass),
+                                            float(voting_threshold), int(classes))
     return nms1d_reference(segments, scores, labels, method, iou_threshold, sigma, min_score, max_out, multiclass,
-                           voting_threshold, num_classes)
+                           voting_threshold, classes)
 
 
 def nms1d_reference(segments: Tensor, scores: Tensor, labels: Tensor, method: str, iou_threshold: float,

@@ -24,7 +24,7 @@ def tca_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, num_heads: int,
     flow either way (the native op's backward is the reference's).
     """
     if not torch.jit.is_scripting():
-        if use_native("tca_attention", q):
+        if use_native("tca_attention", q, k, v, mask):
             return torch.ops.asl_edge.tca_attention(q, k, v, mask, num_heads, window, float(theta), channel_scale)
     return tca_attention_reference(q, k, v, mask, num_heads, window, theta, channel_scale)
 
@@ -43,6 +43,15 @@ def tca_attention_reference(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, num_h
     Returns:
         (B, D, T), zero at padded positions.
     """
+    if channel_scale != "time" and channel_scale != "head":
+        raise ValueError("tca_attention: channel_scale must be 'time' or 'head', got " + channel_scale)
+    if window > 1 and window % 2 == 0:
+        raise ValueError("tca_attention: window must be odd (or <= 1 for global attention), got " + str(window))
+    if theta < 0.0 or theta > 1.0:
+        raise ValueError("tca_attention: theta must lie in [0, 1], got " + str(theta))
+    if q.shape[1] % num_heads != 0:
+        raise ValueError("tca_attention: channels must be a multiple of num_heads, got "
+                         + str(q.shape[1]) + " and " + str(num_heads))
     batch, channels, length = q.shape
     head_dim = channels // num_heads
     q = q.reshape(batch, num_heads, head_dim, length)

@@ -133,10 +133,12 @@ def batched_nms(segs: Tensor, scores: Tensor, labels: Tensor, iou_threshold: flo
     """ActionFormer-compatible NMS: same arguments and results as ``batched_nms_reference``.
 
     Outside TorchScript it runs the native ``asl_edge::nms1d`` op when ``ASL_EDGE_OPS`` allows
-    it and the library supports the inputs (see :mod:`asl_edge.ops`).
+    it and the library supports the inputs (see :mod:`asl_edge.ops`); labels outside
+    ``[0, 2^31 - 1)`` and ``max_seg_num <= 0`` always take the reference.
     """
     if not torch.jit.is_scripting():
-        if segs.shape[0] > 0 and use_native("nms1d", segs):
+        if segs.shape[0] > 0 and max_seg_num > 0 and use_native("nms1d", segs, scores, labels) \
+                and int(labels.min()) >= 0 and int(labels.max()) < 2 ** 31 - 1:
             num_classes = int(labels.max()) + 1
             out_segs, out_scores, out_labels, count = torch.ops.asl_edge.nms1d(
                 segs, scores, labels, "soft" if use_soft_nms else "hard", float(iou_threshold), float(sigma),

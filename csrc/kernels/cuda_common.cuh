@@ -18,11 +18,19 @@ namespace asl_edge {
 namespace kernels {
 namespace cuda_detail {
 
+// kLaunchFailed, recording why (see last_error_detail).
+inline Status launch_failed(const char* detail) {
+  set_last_error_detail(detail);
+  return Status::kLaunchFailed;
+}
+
+inline Status launch_failed(cudaError_t err) { return launch_failed(cudaGetErrorString(err)); }
+
 // The error state of the last launches on this thread: kLaunchFailed on any error. Clears
 // the (non-sticky) error so that a later unrelated call does not report it again.
 inline Status launch_status() {
   const cudaError_t err = cudaGetLastError();
-  return err == cudaSuccess ? Status::kSuccess : Status::kLaunchFailed;
+  return err == cudaSuccess ? Status::kSuccess : launch_failed(err);
 }
 
 inline cudaStream_t as_stream(void* stream) { return static_cast<cudaStream_t>(stream); }

@@ -130,11 +130,17 @@ void vote_segment(const float* seg, const float* segments, const float* scores, 
 void nms1d_cpu(const NmsParams& p, const float* segments, const float* scores, const int32_t* labels,
                float* out_segments, float* out_scores, int32_t* out_labels, int32_t* out_count) {
   const int32_t n = p.num_candidates;
-  std::vector<std::vector<Candidate>> groups(p.multiclass ? p.num_classes : 1);
-  for (int32_t j = 0; j < n; ++j) {
-    const int32_t g = p.multiclass ? labels[j] : 0;
-    if (g < 0 || g >= static_cast<int32_t>(groups.size())) continue;
-    groups[g].push_back({j, scores[j]});
+  // groups: the labels present, ascending, members in input order (memory ~ n, not num_classes)
+  std::vector<int32_t> members;
+  for (int32_t j = 0; j < n; ++j)
+    if (!p.multiclass || (labels[j] >= 0 && labels[j] < p.num_classes)) members.push_back(j);
+  if (p.multiclass)
+    std::stable_sort(members.begin(), members.end(), [&](int32_t a, int32_t b) { return labels[a] < labels[b]; });
+  std::vector<std::vector<Candidate>> groups;
+  for (size_t m = 0; m < members.size(); ++m) {
+    const int32_t j = members[m];
+    if (m == 0 || (p.multiclass && labels[j] != labels[members[m - 1]])) groups.emplace_back();
+    groups.back().push_back({j, scores[j]});
   }
   std::vector<Candidate> kept;
   for (auto& group : groups) {

@@ -509,7 +509,8 @@ Status nms1d_cuda(const NmsParams& params, const float* segments, const float* s
   const int max_out = params.max_out;
   if (out_count == nullptr) return Status::kInvalidArgument;
   if (max_out <= 0) {
-    if (cudaMemsetAsync(out_count, 0, sizeof(int32_t), st) != cudaSuccess) return Status::kLaunchFailed;
+    const cudaError_t err = cudaMemsetAsync(out_count, 0, sizeof(int32_t), st);
+    if (err != cudaSuccess) return cuda_detail::launch_failed(err);
     return Status::kSuccess;
   }
   if (out_segments == nullptr || out_scores == nullptr || out_labels == nullptr) return Status::kInvalidArgument;
@@ -542,10 +543,10 @@ Status nms1d_cuda(const NmsParams& params, const float* segments, const float* s
   const size_t avail = smem_limit > kStaticSmemReserve ? smem_limit - kStaticSmemReserve : 0;
   a.cap = static_cast<int>(std::min<size_t>(static_cast<size_t>(n), avail / kBytesPerMember));
   const size_t smem_bytes = static_cast<size_t>(a.cap) * kBytesPerMember;
-  if (smem_bytes > 48 * 1024 &&
-      cudaFuncSetAttribute(nms_group_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           static_cast<int>(smem_bytes)) != cudaSuccess) {
-    return Status::kLaunchFailed;
+  if (smem_bytes > 48 * 1024) {
+    const cudaError_t err = cudaFuncSetAttribute(nms_group_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 static_cast<int>(smem_bytes));
+    if (err != cudaSuccess) return cuda_detail::launch_failed(err);
   }
   nms_group_kernel<<<groups, kGroupThreads, smem_bytes, st>>>(a, segments, scores, labels, ws);
   nms_concat_kernel<<<1, kConcatThreads, 0, st>>>(groups, max_out, labels, ws);

@@ -17,5 +17,13 @@ const char* status_message(Status status) {
   return "unknown status";
 }
 
+namespace {
+thread_local const char* error_detail = "";
+}  // namespace
+
+const char* last_error_detail() { return error_detail; }
+
+void set_last_error_detail(const char* detail) { error_detail = detail ? detail : ""; }
+
 }  // namespace kernels
 }  // namespace asl_edge

@@ -17,5 +17,10 @@ enum class Status : int32_t {
 
 const char* status_message(Status status);
 
+// What caused the last kLaunchFailed on this thread (a CUDA error string or the limit that was
+// hit), "" when nothing was recorded. The string is static.
+const char* last_error_detail();
+void set_last_error_detail(const char* detail);
+
 }  // namespace kernels
 }  // namespace asl_edge

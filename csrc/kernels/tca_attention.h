@@ -30,7 +30,7 @@ struct TcaShape {
   int32_t length;
   int32_t num_heads;
   int32_t window;
-  float theta;
+  double theta;
   ChannelScale channel_scale;
 };
 

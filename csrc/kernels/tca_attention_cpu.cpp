@@ -13,7 +13,8 @@
 
 #include "tca_attention.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// GCC only: clang does not support target_clones on function templates.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define ASL_CPU_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define ASL_CPU_CLONES
@@ -28,7 +29,7 @@ const char* tca_attention_check(const TcaShape& s) {
   if (s.channels <= 0 || s.channels % s.num_heads != 0)
     return "tca_attention: channels must be a positive multiple of num_heads";
   if (s.window > 1 && s.window % 2 == 0) return "tca_attention: window must be odd (or <= 1 for global attention)";
-  if (!(s.theta >= 0.0f && s.theta <= 1.0f)) return "tca_attention: theta must lie in [0, 1]";
+  if (!(s.theta >= 0.0 && s.theta <= 1.0)) return "tca_attention: theta must lie in [0, 1]";
   if (s.channel_scale != ChannelScale::kTime && s.channel_scale != ChannelScale::kHead)
     return "tca_attention: channel_scale must be time or head";
   return nullptr;

@@ -711,7 +711,8 @@ Status launch_all(const TcaShape& s, const Plan& p, const Tin* q, const Tin* k, 
     a.num_tiles = (s.length + a.TT - 1) / a.TT;
     const size_t bytes = band_smem_floats(a) * sizeof(float);
     if (bytes <= smem_limit) {
-      if (!prepare_smem(tca_band_kernel<Tin>, bytes)) return Status::kLaunchFailed;
+      if (!prepare_smem(tca_band_kernel<Tin>, bytes))
+        return cuda_detail::launch_failed("cannot opt into the shared memory of the banded kernel");
       tca_band_kernel<Tin><<<static_cast<unsigned>(a.num_tiles) * static_cast<unsigned>(BH), kThreads, bytes,
                              stream>>>(a, q, k, v, mask, at, out);
       return cuda_detail::launch_status();
@@ -725,8 +726,9 @@ Status launch_all(const TcaShape& s, const Plan& p, const Tin* q, const Tin* k, 
   a.LP = a.HL = a.KS = a.nOG = 0;
   a.num_tiles = (s.length + a.TT - 1) / a.TT;
   const size_t bytes = flash_smem_floats(a) * sizeof(float);
-  if (bytes > smem_limit) return Status::kLaunchFailed;
-  if (!prepare_smem(tca_flash_kernel<Tin>, bytes)) return Status::kLaunchFailed;
+  if (bytes > smem_limit) return cuda_detail::launch_failed("head dimension too large for the device's shared memory");
+  if (!prepare_smem(tca_flash_kernel<Tin>, bytes))
+    return cuda_detail::launch_failed("cannot opt into the shared memory of the flash kernel");
   tca_flash_kernel<Tin><<<static_cast<unsigned>(a.num_tiles) * static_cast<unsigned>(BH), kThreads, bytes, stream>>>(
       a, q, k, v, mask, at, out);
   return cuda_detail::launch_status();

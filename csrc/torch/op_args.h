@@ -33,19 +33,22 @@ inline kernels::TcaShape tca_shape(const at::Tensor& q, const at::Tensor& k, con
               "asl_edge::tca_attention: q, k, v must have one shape, got ", q.sizes(), ", ", k.sizes(), ", ",
               v.sizes());
   TORCH_CHECK(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type(),
-              "asl_edge::tca_attention: q, k, v must have one dtype");
+              "asl_edge::tca_attention: q, k, v must have one dtype, got ", q.scalar_type(), ", ", k.scalar_type(),
+              ", ", v.scalar_type());
   TORCH_CHECK(mask.scalar_type() == at::kBool, "asl_edge::tca_attention: mask must be bool, got ",
               mask.scalar_type());
   TORCH_CHECK(mask.dim() == 2 && mask.size(0) == q.size(0) && mask.size(1) == q.size(2),
               "asl_edge::tca_attention: mask must be (B, T) = (", q.size(0), ", ", q.size(2), "), got ", mask.sizes());
   TORCH_CHECK(k.device() == q.device() && v.device() == q.device() && mask.device() == q.device(),
-              "asl_edge::tca_attention: all inputs must be on one device");
+              "asl_edge::tca_attention: all inputs must be on one device, got q ", q.device(), ", k ", k.device(),
+              ", v ", v.device(), ", mask ", mask.device());
   kernels::TcaShape shape{static_cast<int32_t>(q.size(0)), static_cast<int32_t>(q.size(1)),
                           static_cast<int32_t>(q.size(2)), static_cast<int32_t>(num_heads),
-                          static_cast<int32_t>(window), static_cast<float>(theta),
+                          static_cast<int32_t>(window), theta,
                           parse_channel_scale(channel_scale)};
   const char* problem = kernels::tca_attention_check(shape);
-  TORCH_CHECK(problem == nullptr, problem ? problem : "");
+  TORCH_CHECK(problem == nullptr, problem ? problem : "", " (num_heads ", num_heads, ", channels ", q.size(1),
+              ", window ", window, ", theta ", theta, ")");
   return shape;
 }
 
@@ -62,11 +65,13 @@ inline kernels::NmsParams nms_params(const at::Tensor& segments, const at::Tenso
   TORCH_CHECK(labels.dim() == 1 && labels.size(0) == n, "asl_edge::nms1d: labels must be (", n, "), got ",
               labels.sizes());
   TORCH_CHECK(segments.scalar_type() == at::kFloat && scores.scalar_type() == at::kFloat,
-              "asl_edge::nms1d: segments and scores must be float32");
+              "asl_edge::nms1d: segments and scores must be float32, got ", segments.scalar_type(), " and ",
+              scores.scalar_type());
   TORCH_CHECK(labels.scalar_type() == at::kLong || labels.scalar_type() == at::kInt,
-              "asl_edge::nms1d: labels must be int64 or int32");
+              "asl_edge::nms1d: labels must be int64 or int32, got ", labels.scalar_type());
   TORCH_CHECK(scores.device() == segments.device() && labels.device() == segments.device(),
-              "asl_edge::nms1d: all inputs must be on one device");
+              "asl_edge::nms1d: all inputs must be on one device, got segments ", segments.device(), ", scores ",
+              scores.device(), ", labels ", labels.device());
   kernels::NmsParams params{static_cast<int32_t>(n),
                             static_cast<int32_t>(num_classes),
                             parse_nms_method(method),
@@ -77,7 +82,8 @@ inline kernels::NmsParams nms_params(const at::Tensor& segments, const at::Tenso
                             multiclass,
                             static_cast<float>(voting_threshold)};
   const char* problem = kernels::nms1d_check(params);
-  TORCH_CHECK(problem == nullptr, problem ? problem : "");
+  TORCH_CHECK(problem == nullptr, problem ? problem : "", " (max_out ", max_out, ", num_classes ", num_classes,
+              ", sigma ", sigma, ")");
   return params;
 }
 

@@ -12,7 +12,9 @@ namespace torch_ops {
 namespace {
 
 void check_status(kernels::Status status, const char* op) {
-  TORCH_CHECK(status == kernels::Status::kSuccess, op, ": ", kernels::status_message(status));
+  if (status == kernels::Status::kSuccess) return;
+  const char* detail = status == kernels::Status::kLaunchFailed ? kernels::last_error_detail() : "";
+  TORCH_CHECK(false, op, ": ", kernels::status_message(status), *detail ? " (" : "", detail, *detail ? ")" : "");
 }
 
 at::Tensor tca_attention_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
