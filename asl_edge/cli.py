@@ -89,6 +89,39 @@ def cmd_demo(args) -> int:
     return run_demo(Path(args.out), seed=args.seed)
 
 
+def cmd_export(args) -> int:
+    try:
+        from asl_edge.export.exporter import export_checkpoint
+        from asl_edge.export.parity import format_parity
+        from asl_edge.export.spec import ExportError, ExportSpec
+    except ImportError as err:
+        raise CommandError(f"the export stage is not installed ({err}); pip install 'asl-edge[export]'") from err
+    spec = ExportSpec(format=args.format, precision=args.precision, window=args.window or 0, batch=args.batch,
+                      postprocess=args.postprocess, dynamic_length=args.dynamic, dynamic_batch=args.dynamic_batch,
+                      max_length=args.max_length or 0, device=args.device)
+    if not args.window:
+        from .model import load_checkpoint
+
+        try:
+            spec.window = load_checkpoint(args.ckpt).config.dataset.max_seq_len
+        except Exception as err:  # noqa: BLE001 - reported the same way as in export_checkpoint
+            raise CommandError(str(err)) from err
+    try:
+        summary = export_checkpoint(args.ckpt, spec, args.out,
+                                    plugin_library=Path(args.plugin_library) if args.plugin_library else None,
+                                    parity=not args.no_parity)
+    except ExportError as err:
+        raise CommandError(str(err)) from err
+    print(f"wrote {summary['artifact']} ({summary['size_bytes'] / 1e6:.1f} MB) in {summary['export_seconds']:.1f} s",
+          file=sys.stderr)
+    if "parity" in summary:
+        print(format_parity(summary["parity"]), file=sys.stderr)
+        if not summary["parity"]["passed"]:
+            print("parity over tolerance: the artifact is kept; see parity.json", file=sys.stderr)
+            return 1
+    return 0
+
+
 def cmd_build_ext(args) -> int:
     from .ops.build import BuildError, BuildOptions, build_extension, doctor_report, format_doctor
 
@@ -147,6 +180,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="ActionFormer .pth.tar")
     p.add_argument("output", help="asl-edge checkpoint to write (.pt)")
     p.set_defaults(func=cmd_import_checkpoint)
+
+    p = sub.add_parser("export", help="export a checkpoint to TorchScript, torch.export, AOTInductor, ONNX or TensorRT")
+    p.add_argument("--ckpt", required=True, help="asl-edge checkpoint (.pt)")
+    p.add_argument("--format", required=True, choices=["torchscript", "exported", "aoti", "onnx", "onnx-trt", "engine"])
+    p.add_argument("--out", required=True, help="folder for the artifact, metadata.json and parity.json")
+    p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
+    p.add_argument("--window", type=int, default=None,
+                   help="input length T (default: the config's max_seq_len); fixed unless --dynamic")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--dynamic", action="store_true",
+                   help="let T vary in multiples of the padding unit up to --max-length")
+    p.add_argument("--max-length", type=int, default=None, help="largest T of a --dynamic artifact (default --window)")
+    p.add_argument("--dynamic-batch", action="store_true", help="let the batch size vary")
+    p.add_argument("--postprocess", action="store_true",
+                   help="decode + NMS in the graph: outputs fixed-size padded detections plus a count")
+    p.add_argument("--device", default="cpu", help="device to export for (aoti and fp16 depend on it)")
+    p.add_argument("--plugin-library", default=None,
+                   help="libasl_edge_trt_plugins.so for --format engine (default: the one build-ext installed)")
+    p.add_argument("--no-parity", action="store_true", help="skip the parity check against eager PyTorch")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("build-ext", help="build the native ops (and TensorRT plugins) against the installed torch")
     p.add_argument("--cuda", action="store_true", help="also build the CUDA kernels (needs nvcc)")

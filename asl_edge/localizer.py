@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -10,24 +10,35 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import Config
-from .model import ASLNetwork, class_names, level_lengths, load_checkpoint, padded_length
-from .postprocess import batched_nms, decode_segments, default_duration, video_grid
+from .model import class_names, level_lengths, level_strides, load_checkpoint, padded_length
+from .postprocess import FeatureGrid, batched_nms, decode_segments, default_duration, video_grid
 
 
 class FeatureError(ValueError):
     """Features that do not fit the model (shape, dimension, non-finite values)."""
 
 
+Network = Callable[[Tensor, Tensor], Tuple[Tensor, Tensor]]
+
+
 class Localizer:
     """Temporal action localization on pre-extracted clip features.
 
-    ``Localizer(model, config).detect(features[T, C], fps, duration)`` returns a list of
-    ``{"label", "label_id", "start", "end", "score"}`` (seconds), best first.
+    ``Localizer(network, config).detect(features[T, C], fps, duration)`` returns a list of
+    ``{"label", "label_id", "start", "end", "score"}`` (seconds), best first. ``network`` is an
+    ``ASLNetwork`` or anything with its contract, ``network(features[B, C, T], mask[B, T]) ->
+    (cls_logits, offsets)``, such as a runtime backend's ``run``. ``window`` fixes the input
+    length (artifacts exported for one T); otherwise inputs are padded as the config says.
     """
 
-    def __init__(self, model: ASLNetwork, config: Config, device: Union[str, torch.device] = "cpu"):
+    def __init__(self, network: Network, config: Config, device: Union[str, torch.device] = "cpu",
+                 window: Optional[int] = None):
         self.device = torch.device(device)
-        self.model = model.eval().to(self.device)
+        if isinstance(network, torch.nn.Module):
+            network = network.eval().to(self.device)
+        self.model = network
+        self.window = window
+        self.strides = level_strides(config)
         self.config = config
         self.class_names = class_names(config)
         input_dim = config.dataset.input_dim
@@ -70,7 +81,29 @@ class Localizer:
             duration: video length in seconds (detections are clamped to it); defaults to the
                 span the features cover.
         """
-        d, test = self.config.dataset, self.config.test_cfg
+        x, mask, grid, duration = self.prepare(features, fps, duration)
+        logits, offsets = self.model(x, mask)
+        test = self.config.test_cfg
+        m = self.config.model
+        sizes = level_lengths(x.shape[2], len(self.strides), m.scale_factor, m.fpn_start_level)
+        segs, scores, labels = decode_segments(logits[0], offsets[0], mask[0], self.strides, sizes,
+                                               test.pre_nms_thresh, test.pre_nms_topk, test.duration_thresh)
+        segs, scores, labels = segs.cpu(), scores.cpu(), labels.cpu()
+        if test.nms_method != "none":
+            segs, scores, labels = batched_nms(segs, scores, labels, test.iou_threshold, test.min_score,
+                                               test.max_seg_num, use_soft_nms=test.nms_method == "soft",
+                                               multiclass=test.multiclass_nms, sigma=test.nms_sigma,
+                                               voting_thresh=test.voting_thresh)
+        else:
+            order = torch.sort(scores, descending=True, stable=True)[1]
+            segs, scores, labels = segs[order], scores[order], labels[order]
+        return self.to_detections(segs, scores, labels, grid, duration)
+
+    def prepare(self, features: Union[np.ndarray, Tensor], fps: Optional[float] = None,
+                duration: Optional[float] = None) -> Tuple[Tensor, Tensor, FeatureGrid, float]:
+        """The network input of one video: features (1, C, T_padded) and mask (1, T_padded) on
+        the device, the feature grid and the duration in seconds."""
+        d = self.config.dataset
         fps = fps if fps is not None else d.default_fps
         if fps is None or fps <= 0:
             raise ValueError("a positive fps is required (the config has no dataset.default_fps)")
@@ -84,24 +117,19 @@ class Localizer:
         if d.force_upsampling and feats.shape[1] != d.max_seq_len:
             feats = F.interpolate(feats[None], size=d.max_seq_len, mode="linear", align_corners=False)[0]
         length = feats.shape[1]
-        padded = padded_length(self.config, length)
+        padded = padded_length(self.config, length) if self.window is None else self.window
+        if length > padded:
+            raise FeatureError(f"{length} feature steps do not fit the artifact's window of {padded}; "
+                               "export with a larger --window or a format with dynamic length")
         x = torch.zeros((1, feats.shape[0], padded), device=self.device)
         x[0, :, :length] = feats.to(self.device)
         mask = (torch.arange(padded, device=self.device) < length)[None]
-        logits, offsets = self.model(x, mask)
-        sizes = level_lengths(padded, len(self.model.strides), self.model.scale_factor, self.model.start_level)
-        segs, scores, labels = decode_segments(logits[0], offsets[0], mask[0], self.model.strides, sizes,
-                                               test.pre_nms_thresh, test.pre_nms_topk, test.duration_thresh)
-        segs, scores, labels = segs.cpu(), scores.cpu(), labels.cpu()
-        if test.nms_method != "none":
-            segs, scores, labels = batched_nms(segs, scores, labels, test.iou_threshold, test.min_score,
-                                               test.max_seg_num, use_soft_nms=test.nms_method == "soft",
-                                               multiclass=test.multiclass_nms, sigma=test.nms_sigma,
-                                               voting_thresh=test.voting_thresh)
-        else:
-            order = torch.sort(scores, descending=True, stable=True)[1]
-            segs, scores, labels = segs[order], scores[order], labels[order]
-        seconds = grid.to_seconds(segs, duration)
+        return x, mask, grid, duration
+
+    def to_detections(self, segs: Tensor, scores: Tensor, labels: Tensor, grid: FeatureGrid,
+                      duration: float) -> List[Dict]:
+        """Grid-unit segments, best first, as detection dicts in seconds."""
+        seconds = grid.to_seconds(segs.cpu(), duration)
         return [
             {"label": self.class_names[int(lb)], "label_id": int(lb), "start": float(seg[0]),
              "end": float(seg[1]), "score": float(sc)}

@@ -13,11 +13,12 @@ import asl_edge
 
 @contextlib.contextmanager
 def atomic_output(path: Union[str, Path]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path``, on failure it is
-    removed, so an existing file is never left half-written."""
+    """Yield a temporary path beside ``path`` (same suffix, for writers that check it); on
+    success it replaces ``path``, on failure it is removed, so an existing file is never left
+    half-written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
+    tmp = path.with_name(f"{path.stem}.partial{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)

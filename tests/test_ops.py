@@ -380,3 +380,15 @@ def test_network_outputs_equal_with_native_and_reference_ops(fresh_library_state
             outputs[mode] = model(features, mask)
     for got, want in zip(outputs["native"], outputs["reference"]):
         assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), (got - want).abs().max()
+
+
+def test_forced_ops_override_the_environment(fresh_library_state):
+    fresh_library_state.setenv("ASL_EDGE_OPS", "auto")
+    with library.forced_ops("reference"):
+        assert not library.use_native("tca_attention", *attention_inputs())
+    with library.forced_ops("trace"):            # graph capture: native whatever the dtype
+        assert library.use_native("tca_attention", *attention_inputs(torch.bfloat16))
+    assert library.use_native("tca_attention", *attention_inputs())
+    with pytest.raises(ValueError, match="unknown mode"):
+        with library.forced_ops("fastest"):
+            pass

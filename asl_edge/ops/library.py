@@ -9,11 +9,12 @@ the library and fails loudly without it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 
@@ -46,6 +47,7 @@ class NativeState:
 
 
 _state: Optional[NativeState] = None
+_forced_mode: Optional[str] = None
 _autograd_registered = False
 
 
@@ -155,14 +157,33 @@ def cuda_arch_supported(capability: Tuple[int, int]) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def forced_ops(mode: str) -> Iterator[None]:
+    """Within the block, decide as if ``ASL_EDGE_OPS`` were ``mode``; ``"trace"`` takes the
+    native op for every input (graph capture, where only the shape kernels run: e.g. an fp16
+    ONNX graph traced on a CPU) and raises NativeOpsError when the library is not loaded."""
+    global _forced_mode
+    if mode not in MODES + ("trace",):
+        raise ValueError(f"forced_ops: unknown mode {mode!r}")
+    previous, _forced_mode = _forced_mode, mode
+    try:
+        yield
+    finally:
+        _forced_mode = previous
+
+
 def use_native(op: str, *tensors: torch.Tensor) -> bool:
     """Whether ``op`` on these input tensors should run natively under ``ASL_EDGE_OPS``: in
     ``auto`` mode when the library is loaded, has kernels for their device and supports their
     dtypes; ``native`` mode raises NativeOpsError instead of falling back."""
-    mode = ops_mode()
+    mode = _forced_mode or ops_mode()
     if mode == "reference":
         return False
     state = native_state()
+    if mode == "trace":
+        if not state.loaded:
+            raise NativeOpsError(f"{op} must be captured as the native op, which is unavailable: {state.reason}")
+        return True
     device = tensors[0].device.type
     if not state.loaded:
         problem = f"the native ops are unavailable: {state.reason}"

@@ -13,6 +13,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from ..postprocess import nms as reference_nms   # a cycle: read its attributes at call time only
 from .library import use_native
 
 def nms1d(segments: Tensor, scores: Tensor, labels: Tensor, method: str = "soft", iou_threshold: float = 0.1,
@@ -52,13 +53,11 @@ def nms1d_reference(segments: Tensor, scores: Tensor, labels: Tensor, method: st
                     sigma: float, min_score: float, max_out: int, multiclass: bool, voting_threshold: float,
                     num_classes: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Pure-PyTorch ``nms1d``: ``batched_nms_reference`` padded to ``max_out``."""
-    from ..postprocess.nms import batched_nms_reference
-
     labels = labels.long()
     if multiclass:
         inside = (labels >= 0) & (labels < num_classes)
         segments, scores, labels = segments[inside], scores[inside], labels[inside]
-    kept_segs, kept_scores, kept_labels = batched_nms_reference(
+    kept_segs, kept_scores, kept_labels = reference_nms.batched_nms_reference(
         segments, scores, labels, iou_threshold, min_score, max_out, method == "soft", multiclass, sigma,
         voting_threshold)
     count = kept_segs.shape[0]

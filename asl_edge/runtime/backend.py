@@ -1,0 +1,180 @@
+"""The runtime interface shared by every deployment format (eager, TorchScript, torch.export,
+AOTInductor, ONNX Runtime, TensorRT): ``load(artifact) -> Backend``.
+
+An exported artifact is a folder (or a file inside it) holding the artifact and the
+``metadata.json`` that ``asl-edge export`` writes beside it; an asl-edge checkpoint (``.pt``)
+loads as the eager backend.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..config import Config, config_from_dict
+from ..localizer import Localizer
+
+METADATA = "metadata.json"
+METADATA_VERSION = 1
+
+# format -> (module, class) of its backend, imported on first use
+BACKENDS = {
+    "checkpoint": ("asl_edge.runtime.torch_backends", "EagerBackend"),
+    "torchscript": ("asl_edge.runtime.torch_backends", "TorchScriptBackend"),
+    "exported": ("asl_edge.runtime.torch_backends", "ExportedBackend"),
+    "aoti": ("asl_edge.runtime.torch_backends", "AOTInductorBackend"),
+    "onnx": ("asl_edge.runtime.onnxruntime_backend", "OnnxRuntimeBackend"),
+    "onnx-trt": ("asl_edge.runtime.onnxruntime_backend", "OnnxRuntimeBackend"),
+    "engine": ("asl_edge.runtime.tensorrt_backend", "TensorRTBackend"),
+}
+
+
+class ArtifactError(RuntimeError):
+    """An artifact or its metadata is missing, corrupt or does not match what was asked."""
+
+
+def read_metadata(path: Union[str, Path]) -> Tuple[Dict, Path]:
+    """The metadata of the artifact at ``path`` (its folder, its file or metadata.json) and the
+    artifact file it names."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    meta_path = folder / METADATA
+    if not meta_path.is_file():
+        raise ArtifactError(f"{meta_path} not found: {path} is not an asl-edge export "
+                            "(asl-edge export writes metadata.json beside the artifact)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as err:
+        raise ArtifactError(f"{meta_path} is not readable JSON: {err}") from err
+    missing = [key for key in ("format", "artifact", "config", "window", "batch", "precision", "inputs", "outputs")
+               if key not in meta]
+    if missing:
+        raise ArtifactError(f"{meta_path} lacks {', '.join(missing)}")
+    if meta.get("metadata_version", 0) > METADATA_VERSION:
+        raise ArtifactError(f"{meta_path} has metadata version {meta['metadata_version']}; this asl-edge "
+                            f"reads up to {METADATA_VERSION}: upgrade asl-edge")
+    if meta["format"] not in BACKENDS:
+        raise ArtifactError(f"{meta_path}: unknown format {meta['format']!r}")
+    artifact = folder / meta["artifact"]
+    if not path.is_dir() and path.name != METADATA and path != artifact:
+        raise ArtifactError(f"{path} is not the artifact its metadata names ({artifact.name})")
+    if not artifact.exists():
+        raise ArtifactError(f"{artifact} (named in {meta_path}) does not exist")
+    return meta, artifact
+
+
+class Backend:
+    """One loaded artifact. ``run(features[B, C, T], mask[B, T])`` returns the artifact's outputs
+    (``(cls_logits, offsets)`` for network artifacts); ``detect(features[T, C], fps, duration)``
+    returns detections in seconds, best first, like :class:`asl_edge.localizer.Localizer`."""
+
+    format = ""
+
+    def __init__(self, metadata: Dict, artifact: Path, device: Union[str, torch.device] = "cpu"):
+        self.metadata = metadata
+        self.artifact = artifact
+        self.device = torch.device(device)
+        self.config: Config = config_from_dict(metadata["config"], origin=f"{artifact} metadata")
+        self.window: int = int(metadata["window"])
+        self.batch: int = int(metadata["batch"])
+        self.dynamic_length: bool = bool(metadata.get("dynamic_length", False))
+        self.dynamic_batch: bool = bool(metadata.get("dynamic_batch", False))
+        self.dtype = torch.float16 if metadata["precision"] == "fp16" else torch.float32
+        self.postprocess: bool = bool(metadata.get("postprocess", False))
+
+    # --- to implement per format
+    def _run(self, features: Tensor, mask: Tensor) -> Tuple[Tensor, ...]:
+        raise NotImplementedError
+
+    # --- shared
+    def check_inputs(self, features: Tensor, mask: Tensor) -> None:
+        """Shape, dtype and length checks against the metadata, with messages naming the problem."""
+        if features.dim() != 3 or mask.dim() != 2 or mask.shape != (features.shape[0], features.shape[2]):
+            raise ValueError(f"expected features (B, C, T) and mask (B, T), got {tuple(features.shape)} "
+                             f"and {tuple(mask.shape)}")
+        channels = self.metadata["inputs"][0]["shape"][1]
+        if features.shape[1] != channels:
+            raise ValueError(f"features have {features.shape[1]} channels, the artifact expects {channels}")
+        if mask.dtype != torch.bool:
+            raise ValueError(f"mask must be bool, got {mask.dtype}")
+        length = features.shape[2]
+        if self.dynamic_length:
+            unit = int(self.metadata.get("length_multiple", 1))
+            if length % unit or length > int(self.metadata.get("max_length", length)):
+                raise ValueError(f"T = {length}: this artifact takes multiples of {unit} up to "
+                                 f"{self.metadata.get('max_length')}")
+        elif length != self.window:
+            raise ValueError(f"T = {length}: this artifact was exported for T = {self.window}")
+        if not self.dynamic_batch and features.shape[0] > self.batch:
+            raise ValueError(f"batch {features.shape[0]} exceeds the artifact's batch of {self.batch}")
+
+    def run(self, features: Tensor, mask: Tensor) -> Tuple[Tensor, ...]:
+        """Run the artifact; a smaller batch than a fixed-batch artifact's is padded and cut back."""
+        self.check_inputs(features, mask)
+        rows = features.shape[0]
+        features = features.to(self.device, self.dtype)
+        mask = mask.to(self.device)
+        if not self.dynamic_batch and rows < self.batch:
+            pad = self.batch - rows
+            features = torch.cat([features, features.new_zeros((pad,) + features.shape[1:])])
+            mask = torch.cat([mask, mask.new_zeros((pad, mask.shape[1]))])
+        outputs = self._run(features.contiguous(), mask.contiguous())
+        return tuple(out[:rows].float() if out.is_floating_point() else out[:rows] for out in outputs)
+
+    def network(self, features: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
+        """``(cls_logits, offsets)``: the network contract, for the Localizer."""
+        if self.postprocess:
+            raise ArtifactError("this artifact has post-processing in its graph: it returns detections, "
+                                "not logits; use detect()")
+        logits, offsets = self.run(features, mask)
+        return logits, offsets
+
+    def detect(self, features: Union[np.ndarray, Tensor], fps: Optional[float] = None,
+               duration: Optional[float] = None) -> List[Dict]:
+        """Detections of one video's (T, C) features in seconds, best first."""
+        window = None if self.dynamic_length else self.window
+        localizer = Localizer(self.network, self.config, device=self.device, window=window)
+        if not self.postprocess:
+            return localizer.detect(features, fps=fps, duration=duration)
+        with torch.inference_mode():
+            x, mask, grid, duration = localizer.prepare(features, fps, duration)
+            segments, scores, labels, count = self.run(x, mask)
+            kept = int(count[0])
+            return localizer.to_detections(segments[0, :kept], scores[0, :kept], labels[0, :kept], grid, duration)
+
+    def warmup(self, runs: int = 3) -> float:
+        """Run ``runs`` times on zeros of the artifact's shape; returns the last run's seconds."""
+        channels = self.metadata["inputs"][0]["shape"][1]
+        features = torch.zeros(self.batch, channels, self.window)
+        mask = torch.ones(self.batch, self.window, dtype=torch.bool)
+        elapsed = 0.0
+        for _ in range(runs):
+            start = time.perf_counter()
+            self.run(features, mask)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            elapsed = time.perf_counter() - start
+        return elapsed
+
+
+def load(path: Union[str, Path], device: Union[str, torch.device] = "cpu", **options) -> Backend:
+    """Load an exported artifact (folder, artifact file or metadata.json) or an asl-edge
+    checkpoint (``.pt``) as a Backend on ``device``. ``options`` go to the backend (e.g.
+    ``cuda_graphs=True`` for the eager and TorchScript CUDA paths)."""
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"{path} does not exist")
+    if path.is_file() and path.suffix == ".pt" and not (path.parent / METADATA).is_file():
+        module, name = BACKENDS["checkpoint"]
+        return getattr(importlib.import_module(module), name).from_checkpoint(path, device=device, **options)
+    meta, artifact = read_metadata(path)
+    module, name = BACKENDS[meta["format"]]
+    backend_class = getattr(importlib.import_module(module), name)
+    return backend_class(meta, artifact, device=device, **options)

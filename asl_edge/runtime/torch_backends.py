@@ -1,0 +1,140 @@
+"""Backends over PyTorch artifacts: eager (a checkpoint), TorchScript, torch.export programs and
+AOTInductor packages. The eager and TorchScript backends can replay a CUDA graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Dict, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from ..config import config_to_dict
+from ..model import CheckpointError, load_checkpoint
+from .backend import ArtifactError, Backend
+
+Runner = Callable[[Tensor, Tensor], Tuple[Tensor, ...]]
+
+
+class CudaGraphRunner:
+    """Replays ``fn`` captured as a CUDA graph for one input shape; recaptures on a new shape."""
+
+    def __init__(self, fn: Runner):
+        self.fn = fn
+        self.key = None
+        self.graph = None
+        self.inputs: Tuple[Tensor, Tensor] = ()
+        self.outputs: Tuple[Tensor, ...] = ()
+
+    def __call__(self, features: Tensor, mask: Tensor) -> Tuple[Tensor, ...]:
+        key = (tuple(features.shape), features.dtype, features.device)
+        if key != self.key:
+            self._capture(features, mask)
+            self.key = key
+        self.inputs[0].copy_(features)
+        self.inputs[1].copy_(mask)
+        self.graph.replay()
+        return tuple(out.clone() for out in self.outputs)
+
+    def _capture(self, features: Tensor, mask: Tensor) -> None:
+        self.inputs = (features.clone(), mask.clone())
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):             # warm-up outside the graph, as capture requires
+            for _ in range(2):
+                self.fn(*self.inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.outputs = tuple(self.fn(*self.inputs))
+
+
+class _ModuleBackend(Backend):
+    """A backend around a callable torch module."""
+
+    def _init_runner(self, module: Callable, cuda_graphs: bool) -> None:
+        if cuda_graphs and self.device.type != "cuda":
+            raise ValueError("cuda_graphs needs a CUDA device")
+        self.module = module
+        self.runner: Runner = CudaGraphRunner(self._call) if cuda_graphs else self._call
+
+    def _call(self, features: Tensor, mask: Tensor) -> Tuple[Tensor, ...]:
+        return tuple(self.module(features, mask))
+
+    def _run(self, features: Tensor, mask: Tensor) -> Tuple[Tensor, ...]:
+        with torch.inference_mode():
+            return self.runner(features, mask)
+
+
+class EagerBackend(_ModuleBackend):
+    """The network in eager PyTorch, from an asl-edge checkpoint: the baseline of every parity
+    report and benchmark."""
+
+    format = "checkpoint"
+
+    def __init__(self, metadata: Dict, artifact: Path, device: Union[str, torch.device] = "cpu",
+                 cuda_graphs: bool = False, model: torch.nn.Module = None):
+        super().__init__(metadata, artifact, device)
+        self._init_runner(model.eval().to(self.device, self.dtype), cuda_graphs)
+
+    @classmethod
+    def from_checkpoint(cls, path: Union[str, Path], device: Union[str, torch.device] = "cpu",
+                        cuda_graphs: bool = False) -> "EagerBackend":
+        try:
+            ckpt = load_checkpoint(path, device="cpu")
+        except CheckpointError as err:
+            raise ArtifactError(str(err)) from err
+        config = ckpt.config
+        channels = config.dataset.input_dim if isinstance(config.dataset.input_dim, int) else \
+            sum(config.dataset.input_dim)
+        length = config.dataset.max_seq_len
+        metadata = {
+            "format": "checkpoint", "artifact": Path(path).name, "config": config_to_dict(config),
+            "window": length, "batch": 1, "dynamic_batch": True, "dynamic_length": True,
+            "length_multiple": 1, "precision": "fp32", "postprocess": False,
+            "inputs": [{"name": "features", "dtype": "float32", "shape": [1, channels, length]},
+                       {"name": "mask", "dtype": "bool", "shape": [1, length]}],
+            "outputs": [{"name": "cls_logits"}, {"name": "offsets"}],
+        }
+        return cls(metadata, Path(path), device=device, cuda_graphs=cuda_graphs, model=ckpt.model)
+
+
+class TorchScriptBackend(_ModuleBackend):
+    format = "torchscript"
+
+    def __init__(self, metadata: Dict, artifact: Path, device: Union[str, torch.device] = "cpu",
+                 cuda_graphs: bool = False):
+        super().__init__(metadata, artifact, device)
+        try:
+            module = torch.jit.load(str(artifact), map_location=self.device)
+        except (RuntimeError, ValueError) as err:
+            raise ArtifactError(f"{artifact} is not a loadable TorchScript file: {err}") from err
+        self._init_runner(module.eval(), cuda_graphs)
+
+
+class ExportedBackend(_ModuleBackend):
+    format = "exported"
+
+    def __init__(self, metadata: Dict, artifact: Path, device: Union[str, torch.device] = "cpu"):
+        super().__init__(metadata, artifact, device)
+        try:
+            program = torch.export.load(str(artifact))
+        except Exception as err:  # noqa: BLE001 - torch.export.load raises many types on bad files
+            raise ArtifactError(f"{artifact} is not a loadable torch.export program: {err}") from err
+        self._init_runner(program.module().to(self.device), cuda_graphs=False)
+
+
+class AOTInductorBackend(_ModuleBackend):
+    format = "aoti"
+
+    def __init__(self, metadata: Dict, artifact: Path, device: Union[str, torch.device] = "cpu"):
+        super().__init__(metadata, artifact, device)
+        compiled_for = metadata.get("device", "cpu")
+        if torch.device(compiled_for).type != self.device.type:
+            raise ArtifactError(f"{artifact} was compiled for {compiled_for}; export again with --device "
+                                f"{self.device.type}")
+        try:
+            module = torch._inductor.aoti_load_package(str(artifact))
+        except Exception as err:  # noqa: BLE001 - the loader raises many types on bad packages
+            raise ArtifactError(f"{artifact} is not a loadable AOTInductor package: {err}") from err
+        self._init_runner(module, cuda_graphs=False)

@@ -1,0 +1,109 @@
+"""``export_checkpoint``: checkpoint -> artifact + metadata.json + parity.json, one format at a time."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Dict, Optional
+
+import torch
+
+from asl_edge.model import CheckpointError, load_checkpoint, padded_length, padding_unit
+from asl_edge.ops import native_state
+from asl_edge.outputs import write_json
+from asl_edge.runtime import load
+from asl_edge.runtime.backend import METADATA
+
+from .inference import NetworkOutputs, NetworkWithDetections
+from .metadata import input_dim, make_metadata
+from .parity import parity_report
+from .spec import FORMATS, PRECISIONS, ExportError, ExportSpec
+
+ARTIFACT_NAMES = {"torchscript": "model.ts", "exported": "model.pt2", "aoti": "model_aoti.pt2",
+                  "onnx": "model.onnx", "onnx-trt": "model_trt.onnx", "engine": "model.engine"}
+PARITY = "parity.json"
+
+
+def _validate(spec: ExportSpec, config) -> ExportSpec:
+    if spec.format not in FORMATS:
+        raise ExportError(f"unknown format {spec.format!r}; choose one of {', '.join(FORMATS)}")
+    if spec.precision not in PRECISIONS:
+        raise ExportError(f"precision must be fp32 or fp16, got {spec.precision!r}")
+    if spec.precision == "fp16" and spec.format in ("torchscript", "exported", "aoti") and spec.device == "cpu":
+        raise ExportError(f"fp16 {spec.format} needs --device cuda (the CPU kernels run fp32)")
+    if spec.batch < 1:
+        raise ExportError(f"--batch must be at least 1, got {spec.batch}")
+    unit = padding_unit(config)
+    if padded_length(config, spec.window) != spec.window:
+        raise ExportError(f"--window {spec.window} is not an input length this model runs at: use "
+                          f"max_seq_len ({config.dataset.max_seq_len}) or a multiple of {unit}")
+    if spec.postprocess and spec.dynamic_length:
+        raise ExportError("--postprocess needs a fixed window (decode depends on T): drop --dynamic")
+    if spec.format in ("onnx-trt", "engine") and not native_state().loaded:
+        raise ExportError(f"the {spec.format} format puts the native asl_edge ops in the graph, and they are "
+                          f"unavailable: {native_state().reason}")
+    max_length = max(spec.max_length, spec.window)
+    return replace(spec, length_multiple=unit, max_length=max_length // unit * unit if spec.dynamic_length
+                   else spec.window)
+
+
+def _write(spec: ExportSpec, module, example, out_dir: Path, plugin_library: Optional[Path]):
+    fmt = spec.format
+    if fmt == "torchscript":
+        from .torch_formats import export_torchscript
+        return export_torchscript(module, example, out_dir / ARTIFACT_NAMES[fmt], spec)
+    if fmt == "exported":
+        from .torch_formats import export_exported
+        return export_exported(module, example, out_dir / ARTIFACT_NAMES[fmt], spec)
+    if fmt == "aoti":
+        from .torch_formats import export_aoti
+        return export_aoti(module, example, out_dir / ARTIFACT_NAMES[fmt], spec)
+    from .onnx_export import export_onnx
+    if fmt == "onnx":
+        return export_onnx(module, example, out_dir / ARTIFACT_NAMES[fmt], spec, flavour="portable")
+    onnx_spec = replace(spec, format="onnx-trt")
+    graph = export_onnx(module, example, out_dir / ARTIFACT_NAMES["onnx-trt"], onnx_spec, flavour="trt")
+    if fmt == "onnx-trt":
+        return graph
+    return graph, onnx_spec
+
+
+def export_checkpoint(ckpt_path, spec: ExportSpec, out_dir, plugin_library: Optional[Path] = None,
+                      parity: bool = True) -> Dict:
+    """Export the checkpoint's network as ``spec`` asks into ``out_dir``; writes the artifact,
+    ``metadata.json`` and (with ``parity``) ``parity.json``. Returns a summary with the parity
+    report. Raises ExportError when the export cannot be done as asked."""
+    try:
+        ckpt = load_checkpoint(ckpt_path, device="cpu")
+    except CheckpointError as err:
+        raise ExportError(str(err)) from err
+    config = ckpt.config
+    spec = _validate(spec, config)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = ckpt.model.eval()
+    dtype = torch.float16 if spec.precision == "fp16" and spec.format in ("torchscript", "exported", "aoti") \
+        else torch.float32
+    network = copy.deepcopy(model).to(spec.device, dtype)   # `model` stays the fp32 CPU reference
+    module = NetworkWithDetections(network, config, spec.window) if spec.postprocess else NetworkOutputs(network)
+    example = (torch.zeros(spec.batch, input_dim(config), spec.window, device=spec.device, dtype=dtype),
+               torch.ones(spec.batch, spec.window, dtype=torch.bool, device=spec.device))
+    start = time.perf_counter()
+    written = _write(spec, module, example, out_dir, plugin_library)
+    if spec.format == "engine":
+        graph, onnx_spec = written
+        write_json(make_metadata(model, config, onnx_spec, graph, time.perf_counter() - start), out_dir / METADATA)
+        from .tensorrt_engine import build_engine
+        written = build_engine(graph.path, out_dir / ARTIFACT_NAMES["engine"], spec, plugin_library)
+    seconds = time.perf_counter() - start
+    write_json(make_metadata(model, config, spec, written, seconds), out_dir / METADATA)
+    summary = {"format": spec.format, "artifact": str(written.path), "size_bytes": written.path.stat().st_size,
+               "export_seconds": seconds}
+    if parity:
+        backend = load(out_dir, device="cuda" if spec.format == "engine" else spec.device)   # engines run on GPUs
+        report = parity_report(backend, model, config, spec)
+        write_json(report, out_dir / PARITY)
+        summary["parity"] = report
+    return summary

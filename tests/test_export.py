@@ -1,0 +1,201 @@
+"""Export stage (PyTorch formats): TorchScript, torch.export and AOTInductor artifacts reload in a
+fresh process through asl_edge.runtime and match eager PyTorch; metadata round trip; dynamic T;
+clear errors for bad requests and corrupt artifacts."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import randomize_, small_config
+
+from asl_edge.cli import main
+from asl_edge.config import config_to_dict
+from asl_edge.model import build_model, padding_unit, save_checkpoint
+from asl_edge.runtime import ArtifactError, load, read_metadata
+
+WINDOW = 64
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    config = small_config()
+    model = randomize_(build_model(config)).eval()
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_checkpoint(model, config, path)
+    return path, model, config
+
+
+def export(ckpt, out, *args):
+    return main(["export", "--ckpt", str(ckpt), "--out", str(out), *args])
+
+
+def sample(config, length, seed=0, valid=None):
+    g = torch.Generator().manual_seed(seed)
+    features = torch.randn(1, 24, length, generator=g)
+    mask = torch.arange(length)[None] < (valid or length)
+    return features * mask[:, None], mask
+
+
+FRESH_PROCESS = r"""
+import json, sys, torch
+from asl_edge.runtime import load
+backend = load(sys.argv[1])
+features, mask = torch.load(sys.argv[2], weights_only=True)
+outputs = backend.run(features, mask)
+detections = backend.detect(features[0, :, :int(mask[0].sum())].t(), fps=30.0)
+torch.save([o.contiguous() for o in outputs], sys.argv[3])
+print(json.dumps(detections))
+"""
+
+
+def run_fresh(artifact_dir, features, mask, tmp_path):
+    """Load and run the artifact in a new Python process that imports no export code."""
+    inputs, outputs = tmp_path / "inputs.pt", tmp_path / "outputs.pt"
+    torch.save([features, mask], inputs)
+    result = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(artifact_dir), str(inputs), str(outputs)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "asl_edge.export" not in result.stderr
+    return torch.load(outputs, weights_only=True), json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("fmt,args", [
+    ("torchscript", []),
+    ("exported", []),
+    ("exported", ["--dynamic", "--max-length", "256"]),
+    pytest.param("aoti", [], marks=pytest.mark.slow),
+])
+def test_export_reloads_in_a_fresh_process_and_matches_eager(checkpoint, tmp_path, fmt, args):
+    ckpt, model, config = checkpoint
+    out = tmp_path / fmt
+    assert export(ckpt, out, "--format", fmt, "--window", str(WINDOW), *args) == 0
+    parity = json.loads((out / "parity.json").read_text())
+    assert parity["passed"] and parity["detections"]["matched_fraction"] == 1.0
+    length = 2 * padding_unit(config) if "--dynamic" in args else WINDOW
+    features, mask = sample(config, length, valid=length - 7)
+    outputs, detections = run_fresh(out, features, mask, tmp_path)
+    with torch.no_grad():
+        want = model(features, mask)
+    for got, ref in zip(outputs, want):
+        assert torch.allclose(got, ref, atol=1e-4), (got - ref).abs().max()
+    eager = load(ckpt).detect(features[0, :, :length - 7].t(), fps=30.0)
+    assert [d["label_id"] for d in detections] == [d["label_id"] for d in eager]
+    assert max(abs(a["score"] - b["score"]) for a, b in zip(detections, eager)) < 1e-5
+
+
+def test_torchscript_with_postprocess_returns_padded_detections(checkpoint, tmp_path):
+    ckpt, model, config = checkpoint
+    assert export(ckpt, tmp_path, "--format", "torchscript", "--window", str(WINDOW), "--postprocess",
+                  "--batch", "2") == 0
+    backend = load(tmp_path)
+    features, mask = sample(config, WINDOW, valid=50)
+    segments, scores, labels, count = backend.run(features.repeat(2, 1, 1), mask.repeat(2, 1))
+    max_out = config.test_cfg.max_seg_num
+    assert segments.shape == (2, max_out, 2) and labels.dtype == torch.int64 and count.dtype == torch.int32
+    kept = int(count[0])
+    assert torch.equal(labels[0, kept:], torch.full((max_out - kept,), -1))
+    detections = backend.detect(features[0, :, :50].t(), fps=30.0)
+    eager = load(ckpt).detect(features[0, :, :50].t(), fps=30.0)
+    assert [d["label_id"] for d in detections] == [d["label_id"] for d in eager]
+
+
+def test_metadata_round_trip(checkpoint, tmp_path):
+    ckpt, model, config = checkpoint
+    assert export(ckpt, tmp_path, "--format", "torchscript", "--window", str(WINDOW), "--no-parity") == 0
+    meta, artifact = read_metadata(tmp_path)
+    assert artifact == tmp_path / "model.ts"
+    assert meta["config"] == config_to_dict(config)
+    assert meta["class_names"] == ["jump", "run", "throw"]
+    assert (meta["feat_stride"], meta["num_frames"], meta["window"], meta["batch"]) == (4, 16, WINDOW, 1)
+    assert [i["name"] for i in meta["inputs"]] == ["features", "mask"]
+    assert meta["inputs"][0]["shape"] == [1, 24, WINDOW]
+    assert [o["name"] for o in meta["outputs"]] == ["cls_logits", "offsets"]
+    assert meta["versions"]["torch"] == torch.__version__
+    from asl_edge.export.metadata import weights_sha256
+
+    assert meta["weights_sha256"] == weights_sha256(model)
+    assert meta["weights_sha256"] != weights_sha256(randomize_(copy.deepcopy(model), seed=99))
+    assert not (tmp_path / "parity.json").exists()
+
+
+def test_static_artifact_rejects_other_lengths_clearly(checkpoint, tmp_path):
+    ckpt, model, config = checkpoint
+    assert export(ckpt, tmp_path, "--format", "exported", "--window", str(WINDOW), "--no-parity") == 0
+    backend = load(tmp_path)
+    with pytest.raises(ValueError, match="exported for T = 64"):
+        backend.run(*sample(config, 128))
+    with pytest.raises(ValueError, match="channels"):
+        backend.run(torch.zeros(1, 5, WINDOW), torch.ones(1, WINDOW, dtype=torch.bool))
+    with pytest.raises(ValueError, match="window of 64"):
+        backend.detect(torch.zeros(100, 24), fps=30.0)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--format", "torchscript", "--window", "65"], "not an input length"),
+    (["--format", "torchscript", "--precision", "fp16"], "needs --device cuda"),
+    (["--format", "torchscript", "--postprocess", "--dynamic"], "fixed window"),
+])
+def test_bad_export_requests_are_clear_errors(checkpoint, tmp_path, capsys, args, message):
+    ckpt, _, _ = checkpoint
+    assert export(ckpt, tmp_path, *args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_or_corrupt_artifacts_are_clear_errors(checkpoint, tmp_path):
+    ckpt, _, _ = checkpoint
+    with pytest.raises(ArtifactError, match="not an asl-edge export"):
+        load(tmp_path)
+    assert export(ckpt, tmp_path, "--format", "torchscript", "--window", str(WINDOW), "--no-parity") == 0
+    (tmp_path / "model.ts").write_bytes(b"truncated")
+    with pytest.raises(ArtifactError, match="not a loadable TorchScript"):
+        load(tmp_path)
+    (tmp_path / "model.ts").unlink()
+    with pytest.raises(ArtifactError, match="does not exist"):
+        load(tmp_path)
+    (tmp_path / "metadata.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="not readable JSON"):
+        load(tmp_path)
+    bad_ckpt = tmp_path / "bad.pt"
+    bad_ckpt.write_bytes(b"nope")
+    assert export(bad_ckpt, tmp_path / "x", "--format", "torchscript") == 2
+
+
+def test_checkpoint_loads_as_the_eager_backend(checkpoint):
+    ckpt, model, config = checkpoint
+    backend = load(ckpt)
+    features, mask = sample(config, WINDOW)
+    with torch.no_grad():
+        want = model(features, mask)
+    for got, ref in zip(backend.run(features, mask), want):
+        assert torch.equal(got, ref)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["torchscript", "exported"])
+def test_thumos_size_export_reloads_and_matches(tmp_path, fmt):
+    """The THUMOS network (29 M parameters) at T = 2304, reloaded in a fresh process."""
+    from asl_edge.config import load_config
+
+    config = load_config("thumos_i3d")
+    model = build_model(config).eval()
+    ckpt = tmp_path / "thumos.pt"
+    save_checkpoint(model, config, ckpt)
+    assert export(ckpt, tmp_path / fmt, "--format", fmt) == 0
+    parity = json.loads((tmp_path / fmt / "parity.json").read_text())
+    assert parity["passed"], parity
+    g = torch.Generator().manual_seed(3)
+    features = torch.randn(1, 2048, 2304, generator=g)
+    mask = torch.arange(2304)[None] < 2000
+    outputs, detections = run_fresh(tmp_path / fmt, features * mask[:, None], mask, tmp_path)
+    with torch.no_grad():
+        want = model(features * mask[:, None], mask)
+    for got, ref in zip(outputs, want):
+        assert torch.allclose(got, ref, atol=1e-4)
+    eager = load(ckpt).detect((features * mask[:, None])[0, :, :2000].t(), fps=30.0)
+    assert [d["label_id"] for d in detections] == [d["label_id"] for d in eager]
