@@ -31,6 +31,5 @@ test: native
 
 bench: native
 	mkdir -p out
-	$(BIN)/python benchmarks/bench_forward.py --out out/bench_forward.json
 	$(BIN)/python benchmarks/bench_ops.py --out out/bench_ops.json
 	$(BIN)/python benchmarks/bench_export.py --out out/bench_export.json

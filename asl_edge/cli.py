@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--dynamic", action="store_true",
                    help="let T vary in multiples of the padding unit up to --max-length")
-    p.add_argument("--max-length", type=int, default=None, help="largest T of a --dynamic artifact (default --window)")
+    p.add_argument("--max-length", type=int, default=None, help="largest T of a --dynamic artifact (default 4x --window)")
     p.add_argument("--dynamic-batch", action="store_true", help="let the batch size vary")
     p.add_argument("--postprocess", action="store_true",
                    help="decode + NMS in the graph: outputs fixed-size padded detections plus a count")

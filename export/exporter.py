@@ -13,7 +13,7 @@ import torch
 from asl_edge.model import CheckpointError, load_checkpoint, padded_length, padding_unit
 from asl_edge.ops import native_state
 from asl_edge.outputs import write_json
-from asl_edge.runtime import load
+from asl_edge.runtime import ArtifactError, load
 from asl_edge.runtime.backend import METADATA
 
 from .inference import NetworkOutputs, NetworkWithDetections
@@ -38,13 +38,16 @@ def _validate(spec: ExportSpec, config) -> ExportSpec:
     unit = padding_unit(config)
     if padded_length(config, spec.window) != spec.window:
         raise ExportError(f"--window {spec.window} is not an input length this model runs at: use "
-                          f"max_seq_len ({config.dataset.max_seq_len}) or a multiple of {unit}")
+                          f"max_seq_len ({config.dataset.max_seq_len}) or a larger multiple of {unit}")
     if spec.postprocess and spec.dynamic_length:
         raise ExportError("--postprocess needs a fixed window (decode depends on T): drop --dynamic")
+    if spec.postprocess and config.test_cfg.nms_method == "none":
+        raise ExportError("--postprocess puts NMS in the graph, and this config has test_cfg.nms_method: none; "
+                          "export the network outputs (no --postprocess) instead")
     if spec.format in ("onnx-trt", "engine") and not native_state().loaded:
         raise ExportError(f"the {spec.format} format puts the native asl_edge ops in the graph, and they are "
                           f"unavailable: {native_state().reason}")
-    max_length = max(spec.max_length, spec.window)
+    max_length = max(spec.max_length or 4 * spec.window, spec.window)   # --dynamic: 4x the window unless told
     return replace(spec, length_multiple=unit, max_length=max_length // unit * unit if spec.dynamic_length
                    else spec.window)
 
@@ -88,21 +91,32 @@ def export_checkpoint(ckpt_path, spec: ExportSpec, out_dir, plugin_library: Opti
         else torch.float32
     network = copy.deepcopy(model).to(spec.device, dtype)   # `model` stays the fp32 CPU reference
     module = NetworkWithDetections(network, config, spec.window) if spec.postprocess else NetworkOutputs(network)
-    example = (torch.zeros(spec.batch, input_dim(config), spec.window, device=spec.device, dtype=dtype),
-               torch.ones(spec.batch, spec.window, dtype=torch.bool, device=spec.device))
+    rows = max(spec.batch, 2) if spec.dynamic_batch else spec.batch     # a batch of 1 would be specialised
+    example = (torch.zeros(rows, input_dim(config), spec.window, device=spec.device, dtype=dtype),
+               torch.ones(rows, spec.window, dtype=torch.bool, device=spec.device))
     start = time.perf_counter()
-    written = _write(spec, module, example, out_dir, plugin_library)
+    try:
+        written = _write(spec, module, example, out_dir, plugin_library)
+    except ExportError:
+        raise
+    except Exception as err:  # noqa: BLE001 - tracing/compiling errors of torch and onnx come in many types
+        raise ExportError(f"the {spec.format} export failed: {type(err).__name__}: {err}") from err
     if spec.format == "engine":
         graph, onnx_spec = written
         write_json(make_metadata(model, config, onnx_spec, graph, time.perf_counter() - start), out_dir / METADATA)
         from .tensorrt_engine import build_engine
         written = build_engine(graph.path, out_dir / ARTIFACT_NAMES["engine"], spec, plugin_library)
+        written.metadata = {**graph.metadata, **written.metadata}
     seconds = time.perf_counter() - start
     write_json(make_metadata(model, config, spec, written, seconds), out_dir / METADATA)
     summary = {"format": spec.format, "artifact": str(written.path), "size_bytes": written.path.stat().st_size,
                "export_seconds": seconds}
     if parity:
-        backend = load(out_dir, device="cuda" if spec.format == "engine" else spec.device)   # engines run on GPUs
+        try:
+            backend = load(out_dir, device="cuda" if spec.format == "engine" else spec.device)   # engines: GPUs
+        except ArtifactError as err:
+            raise ExportError(f"{written.path} and its metadata.json were written, but the parity check cannot "
+                              f"load them here: {err} (use --no-parity to skip it)") from err
         report = parity_report(backend, model, config, spec)
         write_json(report, out_dir / PARITY)
         summary["parity"] = report

@@ -32,7 +32,8 @@ def input_dim(config: Config) -> int:
 
 
 def io_description(config: Config, spec: ExportSpec) -> Dict[str, List[Dict]]:
-    """Names, dtypes and shapes of the inputs and outputs ("B"/"T" mark dynamic axes)."""
+    """Names, dtypes and shapes of the artifact's inputs and outputs ("B"/"T"/"N" mark dynamic
+    axes). ``Backend.run`` returns floating outputs as float32 whatever the artifact's dtype."""
     batch = "B" if spec.dynamic_batch else spec.batch
     length = "T" if spec.dynamic_length else spec.window
     data = "float16" if spec.precision == "fp16" else "float32"
@@ -40,17 +41,30 @@ def io_description(config: Config, spec: ExportSpec) -> Dict[str, List[Dict]]:
               {"name": INPUT_NAMES[1], "dtype": "bool", "shape": [batch, length]}]
     if spec.postprocess:
         max_out = config.test_cfg.max_seg_num
-        outputs = [{"name": "segments", "dtype": "float32", "shape": [batch, max_out, 2], "units": "feature grid"},
-                   {"name": "scores", "dtype": "float32", "shape": [batch, max_out]},
+        outputs = [{"name": "segments", "dtype": data, "shape": [batch, max_out, 2], "units": "feature grid"},
+                   {"name": "scores", "dtype": data, "shape": [batch, max_out]},
                    {"name": "labels", "dtype": "int64", "shape": [batch, max_out]},
                    {"name": "count", "dtype": "int32", "shape": [batch]}]
     else:
         m = config.model
         points = "N" if spec.dynamic_length else sum(
             level_lengths(spec.window, len(level_strides(config)), m.scale_factor, m.fpn_start_level))
-        outputs = [{"name": "cls_logits", "dtype": "float32", "shape": [batch, points, config.dataset.num_classes]},
-                   {"name": "offsets", "dtype": "float32", "shape": [batch, points, 2]}]
+        outputs = [{"name": "cls_logits", "dtype": data, "shape": [batch, points, config.dataset.num_classes]},
+                   {"name": "offsets", "dtype": data, "shape": [batch, points, 2]}]
     return {"inputs": inputs, "outputs": outputs}
+
+
+def _package_versions(names) -> Dict[str, str]:
+    """Versions of the optional packages that are installed."""
+    from importlib import metadata as importlib_metadata
+
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            pass
+    return versions
 
 
 def make_metadata(model: torch.nn.Module, config: Config, spec: ExportSpec, exported: Exported,
@@ -76,7 +90,7 @@ def make_metadata(model: torch.nn.Module, config: Config, spec: ExportSpec, expo
         "num_frames": d.num_frames,
         "weights_sha256": weights_sha256(model),
         "versions": {"asl_edge": asl_edge.__version__, "torch": torch.__version__,
-                     "python": platform.python_version()},
+                     "python": platform.python_version(), **_package_versions(("onnx", "onnxruntime"))},
         "export_seconds": round(export_seconds, 3),
         "config": config_to_dict(config),
     }

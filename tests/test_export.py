@@ -50,6 +50,7 @@ features, mask = torch.load(sys.argv[2], weights_only=True)
 outputs = backend.run(features, mask)
 detections = backend.detect(features[0, :, :int(mask[0].sum())].t(), fps=30.0)
 torch.save([o.contiguous() for o in outputs], sys.argv[3])
+assert not [m for m in sys.modules if m.startswith("asl_edge.export")], "the runtime imported export code"
 print(json.dumps(detections))
 """
 
@@ -61,14 +62,16 @@ def run_fresh(artifact_dir, features, mask, tmp_path):
     result = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(artifact_dir), str(inputs), str(outputs)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "asl_edge.export" not in result.stderr
     return torch.load(outputs, weights_only=True), json.loads(result.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("fmt,args", [
     ("torchscript", []),
     ("exported", []),
-    ("exported", ["--dynamic", "--max-length", "256"]),
+    ("exported", ["--dynamic", "--max-length", "256", "--dynamic-batch"]),
+    ("onnx", ["--dynamic", "--max-length", "256"]),
+    ("onnx", ["--precision", "fp16"]),
+    ("onnx-trt", []),
     pytest.param("aoti", [], marks=pytest.mark.slow),
 ])
 def test_export_reloads_in_a_fresh_process_and_matches_eager(checkpoint, tmp_path, fmt, args):
@@ -76,17 +79,19 @@ def test_export_reloads_in_a_fresh_process_and_matches_eager(checkpoint, tmp_pat
     out = tmp_path / fmt
     assert export(ckpt, out, "--format", fmt, "--window", str(WINDOW), *args) == 0
     parity = json.loads((out / "parity.json").read_text())
-    assert parity["passed"] and parity["detections"]["matched_fraction"] == 1.0
-    length = 2 * padding_unit(config) if "--dynamic" in args else WINDOW
+    fp16 = "fp16" in args
+    assert parity["passed"] and parity["detections"]["matched_fraction"] >= (0.9 if fp16 else 1.0)
+    length = 4 * padding_unit(config) if "--dynamic" in args else WINDOW     # not the traced length
     features, mask = sample(config, length, valid=length - 7)
     outputs, detections = run_fresh(out, features, mask, tmp_path)
     with torch.no_grad():
         want = model(features, mask)
     for got, ref in zip(outputs, want):
-        assert torch.allclose(got, ref, atol=1e-4), (got - ref).abs().max()
+        assert torch.allclose(got, ref, atol=2e-2 if fp16 else 1e-4), (got - ref).abs().max()
     eager = load(ckpt).detect(features[0, :, :length - 7].t(), fps=30.0)
-    assert [d["label_id"] for d in detections] == [d["label_id"] for d in eager]
-    assert max(abs(a["score"] - b["score"]) for a, b in zip(detections, eager)) < 1e-5
+    if not fp16:
+        assert [d["label_id"] for d in detections] == [d["label_id"] for d in eager]
+        assert max(abs(a["score"] - b["score"]) for a, b in zip(detections, eager)) < 1e-5
 
 
 def test_torchscript_with_postprocess_returns_padded_detections(checkpoint, tmp_path):
@@ -166,14 +171,28 @@ def test_missing_or_corrupt_artifacts_are_clear_errors(checkpoint, tmp_path):
     assert export(bad_ckpt, tmp_path / "x", "--format", "torchscript") == 2
 
 
-def test_checkpoint_loads_as_the_eager_backend(checkpoint):
-    ckpt, model, config = checkpoint
-    backend = load(ckpt)
-    features, mask = sample(config, WINDOW)
-    with torch.no_grad():
-        want = model(features, mask)
-    for got, ref in zip(backend.run(features, mask), want):
-        assert torch.equal(got, ref)
+def test_mismatched_or_malformed_metadata_is_a_clear_error(checkpoint, tmp_path):
+    ckpt, _, config = checkpoint
+    plain, post = tmp_path / "plain", tmp_path / "post"
+    assert export(ckpt, plain, "--format", "torchscript", "--window", str(WINDOW), "--no-parity") == 0
+    assert export(ckpt, post, "--format", "torchscript", "--window", str(WINDOW), "--postprocess",
+                  "--no-parity") == 0
+    (post / "model.ts").write_bytes((plain / "model.ts").read_bytes())
+    with pytest.raises(ArtifactError, match="do not belong together"):
+        load(post).run(*sample(config, WINDOW))
+    meta = json.loads((plain / "metadata.json").read_text())
+    (plain / "metadata.json").write_text(json.dumps({**meta, "window": "sixty-four"}))
+    with pytest.raises(ArtifactError, match="malformed"):
+        load(plain)
+
+
+def test_postprocess_refuses_a_config_without_nms(tmp_path, capsys):
+    config = small_config()
+    config.test_cfg.nms_method = "none"
+    save_checkpoint(build_model(config).eval(), config, tmp_path / "m.pt")
+    assert export(tmp_path / "m.pt", tmp_path / "out", "--format", "torchscript", "--postprocess",
+                  "--window", str(WINDOW)) == 2
+    assert "nms_method: none" in capsys.readouterr().err
 
 
 @pytest.mark.slow

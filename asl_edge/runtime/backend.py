@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 
 from ..config import Config, config_from_dict
-from ..localizer import Localizer
+from ..localizer import FeatureError, Localizer
+from ..model import padded_length
 
 METADATA = "metadata.json"
 METADATA_VERSION = 1
@@ -57,6 +58,8 @@ def read_metadata(path: Union[str, Path]) -> Tuple[Dict, Path]:
                if key not in meta]
     if missing:
         raise ArtifactError(f"{meta_path} lacks {', '.join(missing)}")
+    if not isinstance(meta.get("metadata_version", 0), int):
+        raise ArtifactError(f"{meta_path}: metadata_version must be an integer")
     if meta.get("metadata_version", 0) > METADATA_VERSION:
         raise ArtifactError(f"{meta_path} has metadata version {meta['metadata_version']}; this asl-edge "
                             f"reads up to {METADATA_VERSION}: upgrade asl-edge")
@@ -81,9 +84,14 @@ class Backend:
         self.metadata = metadata
         self.artifact = artifact
         self.device = torch.device(device)
-        self.config: Config = config_from_dict(metadata["config"], origin=f"{artifact} metadata")
-        self.window: int = int(metadata["window"])
-        self.batch: int = int(metadata["batch"])
+        try:
+            self.config: Config = config_from_dict(metadata["config"], origin=f"{artifact} metadata")
+            self.window: int = int(metadata["window"])
+            self.batch: int = int(metadata["batch"])
+            self.channels: int = int(metadata["inputs"][0]["shape"][1])
+            self.num_outputs: int = len(metadata["outputs"])
+        except (ValueError, TypeError, KeyError, IndexError) as err:
+            raise ArtifactError(f"the metadata of {artifact} is malformed: {type(err).__name__}: {err}") from err
         self.dynamic_length: bool = bool(metadata.get("dynamic_length", False))
         self.dynamic_batch: bool = bool(metadata.get("dynamic_batch", False))
         self.dtype = torch.float16 if metadata["precision"] == "fp16" else torch.float32
@@ -99,9 +107,8 @@ class Backend:
         if features.dim() != 3 or mask.dim() != 2 or mask.shape != (features.shape[0], features.shape[2]):
             raise ValueError(f"expected features (B, C, T) and mask (B, T), got {tuple(features.shape)} "
                              f"and {tuple(mask.shape)}")
-        channels = self.metadata["inputs"][0]["shape"][1]
-        if features.shape[1] != channels:
-            raise ValueError(f"features have {features.shape[1]} channels, the artifact expects {channels}")
+        if features.shape[1] != self.channels:
+            raise ValueError(f"features have {features.shape[1]} channels, the artifact expects {self.channels}")
         if mask.dtype != torch.bool:
             raise ValueError(f"mask must be bool, got {mask.dtype}")
         length = features.shape[2]
@@ -126,6 +133,9 @@ class Backend:
             features = torch.cat([features, features.new_zeros((pad,) + features.shape[1:])])
             mask = torch.cat([mask, mask.new_zeros((pad, mask.shape[1]))])
         outputs = self._run(features.contiguous(), mask.contiguous())
+        if len(outputs) != self.num_outputs:
+            raise ArtifactError(f"{self.artifact} returned {len(outputs)} outputs, its metadata names "
+                                f"{self.num_outputs}: the artifact and metadata.json do not belong together")
         return tuple(out[:rows].float() if out.is_floating_point() else out[:rows] for out in outputs)
 
     def network(self, features: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
@@ -141,6 +151,12 @@ class Backend:
         """Detections of one video's (T, C) features in seconds, best first."""
         window = None if self.dynamic_length else self.window
         localizer = Localizer(self.network, self.config, device=self.device, window=window)
+        if self.dynamic_length:
+            steps = len(features) // self.config.dataset.downsample_rate
+            needed = padded_length(self.config, steps)
+            if needed > int(self.metadata.get("max_length", needed)):
+                raise FeatureError(f"{steps} feature steps need T = {needed}, above this artifact's maximum of "
+                                   f"{self.metadata['max_length']}: export with a larger --max-length")
         if not self.postprocess:
             return localizer.detect(features, fps=fps, duration=duration)
         with torch.inference_mode():
@@ -151,8 +167,7 @@ class Backend:
 
     def warmup(self, runs: int = 3) -> float:
         """Run ``runs`` times on zeros of the artifact's shape; returns the last run's seconds."""
-        channels = self.metadata["inputs"][0]["shape"][1]
-        features = torch.zeros(self.batch, channels, self.window)
+        features = torch.zeros(self.batch, self.channels, self.window)
         mask = torch.ones(self.batch, self.window, dtype=torch.bool)
         elapsed = 0.0
         for _ in range(runs):
@@ -176,5 +191,8 @@ def load(path: Union[str, Path], device: Union[str, torch.device] = "cpu", **opt
         return getattr(importlib.import_module(module), name).from_checkpoint(path, device=device, **options)
     meta, artifact = read_metadata(path)
     module, name = BACKENDS[meta["format"]]
-    backend_class = getattr(importlib.import_module(module), name)
+    try:
+        backend_class = getattr(importlib.import_module(module), name)
+    except ImportError as err:
+        raise ArtifactError(f"{artifact} ({meta['format']}) cannot be run here: {err}") from err
     return backend_class(meta, artifact, device=device, **options)

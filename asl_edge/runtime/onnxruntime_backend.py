@@ -13,11 +13,10 @@ from torch import Tensor
 from .backend import ArtifactError, Backend
 
 try:
-    import onnx
     import onnxruntime
 except ImportError as _err:  # pragma: no cover - depends on the environment
-    raise ImportError(f"the ONNX Runtime backend needs onnx and onnxruntime ({_err}): "
-                      "pip install 'asl-edge[export]'") from _err
+    raise ImportError(f"the ONNX Runtime backend needs onnxruntime ({_err}): pip install 'asl-edge[runtime]'") \
+        from _err
 
 
 class OnnxRuntimeBackend(Backend):
@@ -44,7 +43,6 @@ class OnnxRuntimeBackend(Backend):
         self.providers = self._providers(providers)
         if optimization not in self._LEVELS:
             raise ValueError(f"optimization must be one of {', '.join(self._LEVELS)}, got {optimization!r}")
-        model = self._read(artifact)
         if self.format == "onnx-trt":
             try:
                 from . import ort_custom_ops
@@ -52,15 +50,15 @@ class OnnxRuntimeBackend(Backend):
                 raise ArtifactError(f"{artifact} is the TensorRT-flavour graph: running it in ONNX Runtime needs "
                                     f"the asl_edge custom ops: {err}") from err
             options_ = ort_custom_ops.session_options()
-            model = ort_custom_ops.prepare_model(model)
-        else:
+            model = ort_custom_ops.prepare_model(self._read(artifact)).SerializeToString()
+        else:                                   # the portable graph needs onnxruntime alone
             options_ = onnxruntime.SessionOptions()
+            model = str(artifact)
         options_.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, self._LEVELS[optimization])
         if threads:
             options_.intra_op_num_threads = int(threads)
         try:
-            self.session = onnxruntime.InferenceSession(model.SerializeToString(), options_,
-                                                        providers=self.providers)
+            self.session = onnxruntime.InferenceSession(model, options_, providers=self.providers)
         except Exception as err:  # ORT raises its own Fail/InvalidGraph/NotImplemented kinds
             raise ArtifactError(f"ONNX Runtime cannot load {artifact}: {err}") from err
         self.input_names = [i.name for i in self.session.get_inputs()]
@@ -88,6 +86,8 @@ class OnnxRuntimeBackend(Backend):
 
     @staticmethod
     def _read(artifact: Path):
+        import onnx
+
         try:
             model = onnx.load(str(artifact))
         except Exception as err:  # protobuf's DecodeError and OSError alike

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from ..config import config_to_dict
 from ..model import CheckpointError, load_checkpoint
+from ..ops import native_state
 from .backend import ArtifactError, Backend
 
 Runner = Callable[[Tensor, Tensor], Tuple[Tensor, ...]]
@@ -112,11 +113,20 @@ class TorchScriptBackend(_ModuleBackend):
         self._init_runner(module.eval(), cuda_graphs)
 
 
+def require_native_ops(metadata: Dict, artifact: Path) -> None:
+    """Artifacts recorded with the native asl_edge ops need the op library in this process."""
+    if metadata.get("native_ops") and not native_state().loaded:
+        raise ArtifactError(f"{artifact} calls torch.ops.asl_edge.*, and the native ops are unavailable here: "
+                            f"{native_state().reason}. Build them (asl-edge build-ext) or export with "
+                            "ASL_EDGE_OPS=reference.")
+
+
 class ExportedBackend(_ModuleBackend):
     format = "exported"
 
     def __init__(self, metadata: Dict, artifact: Path, device: Union[str, torch.device] = "cpu"):
         super().__init__(metadata, artifact, device)
+        require_native_ops(metadata, artifact)
         try:
             program = torch.export.load(str(artifact))
         except Exception as err:  # noqa: BLE001 - torch.export.load raises many types on bad files
@@ -133,6 +143,7 @@ class AOTInductorBackend(_ModuleBackend):
         if torch.device(compiled_for).type != self.device.type:
             raise ArtifactError(f"{artifact} was compiled for {compiled_for}; export again with --device "
                                 f"{self.device.type}")
+        require_native_ops(metadata, artifact)
         try:
             module = torch._inductor.aoti_load_package(str(artifact))
         except Exception as err:  # noqa: BLE001 - the loader raises many types on bad packages
