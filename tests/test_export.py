@@ -196,7 +196,7 @@ def test_postprocess_refuses_a_config_without_nms(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", ["torchscript", "exported"])
+@pytest.mark.parametrize("fmt", ["torchscript", "exported", "aoti", "onnx"])
 def test_thumos_size_export_reloads_and_matches(tmp_path, fmt):
     """The THUMOS network (29 M parameters) at T = 2304, reloaded in a fresh process."""
     from asl_edge.config import load_config
@@ -218,3 +218,18 @@ def test_thumos_size_export_reloads_and_matches(tmp_path, fmt):
         assert torch.allclose(got, ref, atol=1e-4)
     eager = load(ckpt).detect((features * mask[:, None])[0, :, :2000].t(), fps=30.0)
     assert [d["label_id"] for d in detections] == [d["label_id"] for d in eager]
+
+
+def test_engine_export_without_tensorrt_fails_cleanly_and_keeps_the_graph(checkpoint, tmp_path, capsys):
+    pytest.importorskip("onnx")
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed: the engine is built instead")
+    except ImportError:
+        pass
+    ckpt, _, _ = checkpoint
+    assert export(ckpt, tmp_path, "--format", "engine", "--window", str(WINDOW)) == 2
+    err = capsys.readouterr().err
+    assert "TensorRT is not installed" in err and "trtexec --onnx=" in err and "--staticPlugins=" in err
+    meta, artifact = read_metadata(tmp_path)
+    assert meta["format"] == "onnx-trt" and artifact.name == "model_trt.onnx"
