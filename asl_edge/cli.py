@@ -122,6 +122,32 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_eval_detections(args) -> int:
+    from .outputs import write_json
+    from .train.evaluation import (EvaluationError, evaluate_detections, load_ground_truth, load_predictions,
+                                   parse_tious)
+
+    try:
+        gt = load_ground_truth(args.gt, args.split)
+        predictions = load_predictions(args.pred, gt)
+        result = evaluate_detections(gt, predictions, parse_tious(args.tiou))
+    except (EvaluationError, OSError) as err:
+        raise CommandError(str(err)) from err
+    width = max([5] + [len(name) for name in result["ap_per_class"]])
+    header = f"{'class':<{width}} " + " ".join(f"{t:>6.2f}" for t in result["tiou_thresholds"])
+    lines = [header, "-" * len(header)]
+    for name, aps in result["ap_per_class"].items():
+        lines.append(f"{name:<{width}} " + " ".join(f"{100 * ap:6.2f}" for ap in aps))
+    lines.append("-" * len(header))
+    lines.append(f"{'mAP':<{width}} " + " ".join(f"{100 * m:6.2f}" for m in result["mAP_per_tiou"]))
+    lines.append(f"average mAP {100 * result['average_mAP']:.2f} over tIoU {args.tiou}")
+    print("\n".join(lines))
+    if args.out:
+        write_json(result, args.out)
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
 def cmd_build_ext(args) -> int:
     from .ops.build import BuildError, BuildOptions, build_extension, doctor_report, format_doctor
 
@@ -200,6 +226,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="libasl_edge_trt_plugins.so for --format engine (default: the one build-ext installed)")
     p.add_argument("--no-parity", action="store_true", help="skip the parity check against eager PyTorch")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("eval-detections",
+                       help="detection mAP as the ActivityNet challenge computes it, per class and tIoU")
+    p.add_argument("--gt", required=True, help="annotation JSON (ActionFormer/ActivityNet 'database' layout)")
+    p.add_argument("--pred", required=True,
+                   help="predictions: ActivityNet result JSON ('results') or ActionFormer-style JSON ('database')")
+    p.add_argument("--split", default="test", help="subset of the annotations to evaluate (default test)")
+    p.add_argument("--tiou", default="0.3:0.7:0.1",
+                   help="tIoU thresholds, START:STOP:STEP or a comma list (default 0.3:0.7:0.1, THUMOS; "
+                        "ActivityNet uses 0.5:0.95:0.05)")
+    p.add_argument("--out", default=None, help="also write mAP_per_tiou, average_mAP, per-class AP and "
+                                               "Recall@k as JSON")
+    p.set_defaults(func=cmd_eval_detections)
 
     p = sub.add_parser("build-ext", help="build the native ops (and TensorRT plugins) against the installed torch")
     p.add_argument("--cuda", action="store_true", help="also build the CUDA kernels (needs nvcc)")
