@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import Config
-from .model import class_names, level_lengths, level_strides, load_checkpoint, padded_length
+from .model import class_names, input_channels, level_lengths, level_strides, load_checkpoint, padded_length
 from .postprocess import FeatureGrid, batched_nms, decode_segments, default_duration, video_grid
 
 
@@ -41,8 +41,7 @@ class Localizer:
         self.strides = level_strides(config)
         self.config = config
         self.class_names = class_names(config)
-        input_dim = config.dataset.input_dim
-        self.input_dim = sum(input_dim) if isinstance(input_dim, list) else input_dim
+        self.input_dim = input_channels(config)
 
     @classmethod
     def from_checkpoint(cls, path, device: Union[str, torch.device] = "cpu") -> "Localizer":

@@ -10,14 +10,14 @@ from typing import Dict, Optional
 
 import torch
 
-from asl_edge.model import CheckpointError, load_checkpoint, padded_length, padding_unit
+from asl_edge.model import CheckpointError, input_channels, load_checkpoint, padded_length, padding_unit
 from asl_edge.ops import native_state
 from asl_edge.outputs import write_json
 from asl_edge.runtime import ArtifactError, load
 from asl_edge.runtime.backend import METADATA
 
 from .inference import NetworkOutputs, NetworkWithDetections
-from .metadata import input_dim, make_metadata
+from .metadata import make_metadata
 from .parity import parity_report
 from .spec import FORMATS, PRECISIONS, ExportError, ExportSpec
 
@@ -92,7 +92,7 @@ def export_checkpoint(ckpt_path, spec: ExportSpec, out_dir, plugin_library: Opti
     network = copy.deepcopy(model).to(spec.device, dtype)   # `model` stays the fp32 CPU reference
     module = NetworkWithDetections(network, config, spec.window) if spec.postprocess else NetworkOutputs(network)
     rows = max(spec.batch, 2) if spec.dynamic_batch else spec.batch     # a batch of 1 would be specialised
-    example = (torch.zeros(rows, input_dim(config), spec.window, device=spec.device, dtype=dtype),
+    example = (torch.zeros(rows, input_channels(config), spec.window, device=spec.device, dtype=dtype),
                torch.ones(rows, spec.window, dtype=torch.bool, device=spec.device))
     start = time.perf_counter()
     try:

@@ -10,7 +10,7 @@ import torch
 
 import asl_edge
 from asl_edge.config import Config, config_to_dict
-from asl_edge.model import class_names, level_lengths, level_strides
+from asl_edge.model import class_names, input_channels, level_lengths, level_strides
 from asl_edge.runtime.backend import METADATA_VERSION
 
 from .spec import INPUT_NAMES, ExportSpec, Exported
@@ -26,18 +26,13 @@ def weights_sha256(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def input_dim(config: Config) -> int:
-    dim = config.dataset.input_dim
-    return sum(dim) if isinstance(dim, list) else dim
-
-
 def io_description(config: Config, spec: ExportSpec) -> Dict[str, List[Dict]]:
     """Names, dtypes and shapes of the artifact's inputs and outputs ("B"/"T"/"N" mark dynamic
     axes). ``Backend.run`` returns floating outputs as float32 whatever the artifact's dtype."""
     batch = "B" if spec.dynamic_batch else spec.batch
     length = "T" if spec.dynamic_length else spec.window
     data = "float16" if spec.precision == "fp16" else "float32"
-    inputs = [{"name": INPUT_NAMES[0], "dtype": data, "shape": [batch, input_dim(config), length]},
+    inputs = [{"name": INPUT_NAMES[0], "dtype": data, "shape": [batch, input_channels(config), length]},
               {"name": INPUT_NAMES[1], "dtype": "bool", "shape": [batch, length]}]
     if spec.postprocess:
         max_out = config.test_cfg.max_seg_num

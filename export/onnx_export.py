@@ -19,13 +19,14 @@ import contextlib
 import copy
 import io
 import logging
-import os
 import warnings
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Tuple
 
 import torch
 from torch import Tensor
+
+from asl_edge.outputs import atomic_output
 
 from .spec import INPUT_NAMES, ExportError, ExportSpec, Exported
 
@@ -302,10 +303,8 @@ def export_onnx(module: torch.nn.Module, example: Tuple[Tensor, Tensor], out_pat
         model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
         raise ExportError(f"the exported ONNX graph does not validate: {err}") from err
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    onnx.save_model(model, str(tmp))
-    os.replace(tmp, out_path)
+    with atomic_output(out_path) as tmp:
+        onnx.save_model(model, str(tmp))
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     return Exported(out_path, metadata={"onnx_opset": int(opset), "onnx_flavour": flavour, "custom_ops": custom,
                                         "onnx_ir_version": int(model.ir_version)})

@@ -8,9 +8,9 @@ import torch
 
 from asl_edge.config import Config
 from asl_edge.localizer import Localizer
+from asl_edge.model import input_channels
 from asl_edge.runtime import Backend
 
-from .metadata import input_dim
 from .spec import ExportSpec
 
 # per precision: max |artifact - eager| / max(1, max |eager|) on logits and offsets; the score
@@ -47,7 +47,7 @@ def parity_report(backend: Backend, model: torch.nn.Module, config: Config, spec
     shape (the last 10 % of the first row padded): outputs (network artifacts) and detections."""
     tol = TOLERANCES[spec.precision]
     g = torch.Generator().manual_seed(seed)
-    channels = input_dim(config)
+    channels = input_channels(config)
     features = torch.randn(spec.batch, channels, spec.window, generator=g)
     mask = torch.ones(spec.batch, spec.window, dtype=torch.bool)
     valid = max(1, int(spec.window * 0.9))

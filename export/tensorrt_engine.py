@@ -20,7 +20,6 @@ testable without TensorRT or a GPU.
 
 from __future__ import annotations
 
-import os
 import shlex
 import time
 import warnings
@@ -31,6 +30,8 @@ from typing import Dict, List, Optional, Tuple
 from asl_edge.runtime.tensorrt_backend import (PLUGIN_NAMESPACE, PLUGIN_VERSION, PLUGINS, PluginLibraryError,
                                                default_plugin_library, import_tensorrt, load_plugin_library,
                                                tensorrt_import_error, version_support)
+
+from asl_edge.outputs import atomic_output
 
 from .spec import INPUT_NAMES, PRECISIONS, ExportError, ExportSpec, Exported
 
@@ -273,17 +274,8 @@ def missing_tensorrt_error(onnx_path: Path, out_path: Path, spec: ExportSpec, ch
 # --- TensorRT ---------------------------------------------------------------------------------
 
 def _atomic_write(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def _make_logger(trt):

@@ -14,6 +14,7 @@ from .checkpoint import (
 from .network import (
     ASLNetwork,
     build_model,
+    input_channels,
     level_lengths,
     level_strides,
     padded_length,
@@ -30,6 +31,7 @@ __all__ = [
     "build_model",
     "class_names",
     "from_actionformer_checkpoint",
+    "input_channels",
     "level_lengths",
     "level_strides",
     "load_checkpoint",

@@ -31,6 +31,12 @@ def window_sizes(config: Config) -> List[int]:
     return list(windows)
 
 
+def input_channels(config: Config) -> int:
+    """Channels of the network input C_in (the streams' dimensions summed for multi-stream input)."""
+    dim = config.dataset.input_dim
+    return sum(dim) if isinstance(dim, list) else dim
+
+
 def level_strides(config: Config) -> List[int]:
     """Temporal stride of each output pyramid level (after ``fpn_start_level``)."""
     m = config.model

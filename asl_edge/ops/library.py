@@ -10,6 +10,7 @@ the library and fails loudly without it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -132,8 +133,10 @@ def _unsupported(op: str, tensors: Sequence[torch.Tensor]) -> Optional[str]:
             return f"segments/scores of dtypes {segments.dtype}, {scores.dtype} (float32 needed)"
         if labels.dtype not in _LABEL_DTYPES:
             return f"labels of dtype {labels.dtype} (int64 or int32 needed)"
-    if device.type == "cuda" and not cuda_arch_supported(torch.cuda.get_device_capability(device)):
-        return f"no kernel image for compute capability {torch.cuda.get_device_capability(device)}"
+    if device.type == "cuda":
+        capability = torch.cuda.get_device_capability(device)
+        if not cuda_arch_supported(capability):
+            return f"no kernel image for compute capability {capability}"
     return None
 
 
@@ -141,7 +144,11 @@ def cuda_arch_supported(capability: Tuple[int, int]) -> bool:
     """Whether the CUDA architectures of the build (build_info.json) run on this capability:
     a real architecture of the same major version at most this minor, or PTX of an older one.
     True when the build did not record its architectures."""
-    archs = str((native_state().build_info or {}).get("cuda_architectures") or "")
+    return _archs_cover(str((native_state().build_info or {}).get("cuda_architectures") or ""), tuple(capability))
+
+
+@functools.lru_cache(maxsize=None)
+def _archs_cover(archs: str, capability: Tuple[int, int]) -> bool:
     if not archs:
         return True
     cc = capability[0] * 10 + capability[1]

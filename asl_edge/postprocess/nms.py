@@ -137,14 +137,14 @@ def batched_nms(segs: Tensor, scores: Tensor, labels: Tensor, iou_threshold: flo
     ``[0, 2^31 - 1)`` and ``max_seg_num <= 0`` always take the reference.
     """
     if not torch.jit.is_scripting():
-        if segs.shape[0] > 0 and max_seg_num > 0 and use_native("nms1d", segs, scores, labels) \
-                and int(labels.min()) >= 0 and int(labels.max()) < 2 ** 31 - 1:
-            num_classes = int(labels.max()) + 1
-            out_segs, out_scores, out_labels, count = torch.ops.asl_edge.nms1d(
-                segs, scores, labels, "soft" if use_soft_nms else "hard", float(iou_threshold), float(sigma),
-                float(min_score), int(max_seg_num), bool(multiclass), float(voting_thresh), num_classes)
-            kept = int(count[0])
-            return out_segs[:kept], out_scores[:kept], out_labels[:kept].to(labels.dtype)
+        if segs.shape[0] > 0 and max_seg_num > 0 and use_native("nms1d", segs, scores, labels):
+            lowest, highest = int(labels.min()), int(labels.max())
+            if lowest >= 0 and highest < 2 ** 31 - 1:
+                out_segs, out_scores, out_labels, count = torch.ops.asl_edge.nms1d(
+                    segs, scores, labels, "soft" if use_soft_nms else "hard", float(iou_threshold), float(sigma),
+                    float(min_score), int(max_seg_num), bool(multiclass), float(voting_thresh), highest + 1)
+                kept = int(count[0])
+                return out_segs[:kept], out_scores[:kept], out_labels[:kept].to(labels.dtype)
     return batched_nms_reference(segs, scores, labels, iou_threshold, min_score, max_seg_num, use_soft_nms,
                                  multiclass, sigma, voting_thresh)
 

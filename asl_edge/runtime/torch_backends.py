@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ..config import config_to_dict
-from ..model import CheckpointError, load_checkpoint
+from ..model import CheckpointError, input_channels, load_checkpoint
 from ..ops import native_state
 from .backend import ArtifactError, Backend
 
@@ -86,8 +86,7 @@ class EagerBackend(_ModuleBackend):
         except CheckpointError as err:
             raise ArtifactError(str(err)) from err
         config = ckpt.config
-        channels = config.dataset.input_dim if isinstance(config.dataset.input_dim, int) else \
-            sum(config.dataset.input_dim)
+        channels = input_channels(config)
         length = config.dataset.max_seq_len
         metadata = {
             "format": "checkpoint", "artifact": Path(path).name, "config": config_to_dict(config),
