@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -102,6 +103,8 @@ def build_extension(opts: BuildOptions) -> Path:
     start = time.perf_counter()
     _run(cmake_configure_args(opts, root, build_dir), "CMake configure")
     _run(["cmake", "--build", str(build_dir), "--parallel", str(jobs)], "build")
+    check_shared_cxx_runtime(build_dir / "csrc" / "torch" / TORCH_OPS_LIBRARY,
+                             _cmake_cache_value(build_dir, "CMAKE_CXX_COMPILER") or "the C++ compiler")
     _run(["cmake", "--install", str(build_dir), "--prefix", str(install_dir)], "install")
     info = {
         "asl_edge_source": str(root),
@@ -115,6 +118,33 @@ def build_extension(opts: BuildOptions) -> Path:
     (install_dir / BUILD_INFO).write_text(json.dumps(info, indent=1) + "\n")
     print(f"built the native libraries into {install_dir} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return install_dir
+
+
+def needed_libraries(library: Path) -> Optional[List[str]]:
+    """The shared libraries ``library`` names as NEEDED (``readelf -d``); None without readelf."""
+    if shutil.which("readelf") is None:
+        return None
+    result = subprocess.run(["readelf", "-d", str(library)], capture_output=True, text=True)
+    if result.returncode != 0:
+        return None
+    return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", result.stdout)
+
+
+def check_shared_cxx_runtime(library: Path, compiler: str) -> None:
+    """Refuse a torch-ops library that carries its own copy of the C++ runtime.
+
+    Some toolchains link libstdc++ statically. Inside a torch process that copy's locale state
+    differs from the one torch uses, and the first error message that formats a number crashes
+    the process (seen with torch 2.11 on a GPU image whose CXX pointed at such a GCC).
+    """
+    needed = needed_libraries(library)
+    if needed is None or any(name.startswith(("libstdc++", "libc++")) for name in needed):
+        return
+    raise BuildError(
+        f"{library} links the C++ standard library statically ({compiler}); inside torch it would crash on "
+        "the first error message. Build with a compiler that links libstdc++ dynamically, in a fresh build "
+        "folder, e.g. CXX=/usr/bin/g++ asl-edge build-ext --build-dir build/native-system ... "
+        "(the installed library was left as it was)")
 
 
 def _cmake_cache_value(build_dir: Path, name: str) -> Optional[str]:
