@@ -33,3 +33,4 @@ bench: native
 	mkdir -p out
 	$(BIN)/python benchmarks/bench_ops.py --out out/bench_ops.json
 	$(BIN)/python benchmarks/bench_export.py --out out/bench_export.json
+	$(BIN)/python benchmarks/bench_train.py --iteration --out out/bench_train.json

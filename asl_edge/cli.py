@@ -122,6 +122,106 @@ def cmd_export(args) -> int:
     return 0
 
 
+def format_eval_table(result: Dict) -> str:
+    """Per-class AP per tIoU, mAP per tIoU and the average mAP, in percent."""
+    width = max([5] + [len(str(name)) for name in result["ap_per_class"]])
+    header = f"{'class':<{width}} " + " ".join(f"{t:>6.2f}" for t in result["tiou_thresholds"])
+    lines = [header, "-" * len(header)]
+    for name, aps in result["ap_per_class"].items():
+        lines.append(f"{str(name):<{width}} " + " ".join(f"{100 * ap:6.2f}" for ap in aps))
+    lines.append("-" * len(header))
+    lines.append(f"{'mAP':<{width}} " + " ".join(f"{100 * m:6.2f}" for m in result["mAP_per_tiou"]))
+    tious = ", ".join(f"{t:g}" for t in result["tiou_thresholds"])
+    lines.append(f"average mAP {100 * result['average_mAP']:.2f} over tIoU {tious}")
+    return "\n".join(lines)
+
+
+def cmd_train(args) -> int:
+    from .config import ConfigError, load_config, merge_dicts
+    from .train.datasets import DatasetError
+    from .train.evaluation import EvaluationError
+    from .train.trainer import Trainer, TrainingError
+
+    config_path = args.config
+    if config_path is None:
+        if not args.resume:
+            raise CommandError("--config is required (it may be left out with --resume)")
+        config_path = str(Path(args.out) / "config.yaml")
+    overrides: Dict = {}
+    if args.epochs is not None:
+        overrides = merge_dicts(overrides, {"opt": {"epochs": args.epochs}})
+    if args.seed is not None:
+        overrides["init_rand_seed"] = args.seed
+    try:
+        config = load_config(config_path, overrides=overrides)
+        trainer = Trainer(config, args.out, device=args.device, resume=args.resume,
+                          progress=not args.no_progress, skip_invalid=args.skip_invalid)
+        summary = trainer.fit()
+    except (ConfigError, DatasetError, TrainingError, EvaluationError, OSError) as err:
+        raise CommandError(str(err)) from err
+    print(f"wrote {summary['model']} (EMA weights after epoch {summary['epoch']})", file=sys.stderr)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .config import ConfigError, load_config
+    from .outputs import activitynet_results, write_json
+    from .train.datasets import DatasetError
+    from .train.evaluation import EvaluationError, parse_tious
+    from .train.trainer import TrainingError, load_trained_model
+    from .train.validate import evaluate_model
+
+    try:
+        model, config = load_trained_model(args.ckpt, device=args.device)
+        if args.config is not None:
+            # the data and post-processing come from --config, the network from the checkpoint
+            given = load_config(args.config)
+            config.dataset.json_file, config.dataset.feat_folder = given.dataset.json_file, given.dataset.feat_folder
+            config.dataset.file_prefix, config.dataset.file_ext = given.dataset.file_prefix, given.dataset.file_ext
+            config.test_cfg = given.test_cfg
+        if args.tiou is not None:
+            config.test_cfg.tiou_thresholds = parse_tious(args.tiou)
+        result, detections = evaluate_model(model, config, [args.split], device=args.device,
+                                            progress=not args.no_progress, skip_invalid=args.skip_invalid)
+    except (ConfigError, DatasetError, TrainingError, EvaluationError) as err:
+        raise CommandError(str(err)) from err
+    for message in result["skipped"]:
+        print(f"skipped {message}", file=sys.stderr)
+    print(format_eval_table(result))
+    if args.out:
+        out = Path(args.out)
+        write_json(result, out / "eval.json")
+        write_json(activitynet_results(detections), out / "detections.json")
+        print(f"wrote {out / 'eval.json'} and {out / 'detections.json'}", file=sys.stderr)
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from .train.synthetic import SyntheticError, make_synthetic
+
+    try:
+        paths = make_synthetic(Path(args.out), preset=args.preset, seed=args.seed)
+    except SyntheticError as err:
+        raise CommandError(str(err)) from err
+    print(f"wrote {paths['annotations']}, {paths['features']}/ and {paths['config']}; "
+          f"train with: asl-edge train --config {paths['config']} --out RUN_DIR", file=sys.stderr)
+    return 0
+
+
+def cmd_plot_detections(args) -> int:
+    from .train.evaluation import EvaluationError
+    from .train.plots import PlotError, plot_detections
+
+    try:
+        written = plot_detections(args.gt, args.pred, Path(args.out), videos=args.video, split=args.split,
+                                  min_score=args.min_score, top_k=args.top_k)
+    except (PlotError, EvaluationError, OSError) as err:
+        raise CommandError(str(err)) from err
+    print(f"wrote {len(written)} timeline{'s' if len(written) != 1 else ''}: "
+          + ", ".join(str(p) for p in written[:5]) + (" ..." if len(written) > 5 else ""), file=sys.stderr)
+    return 0
+
+
 def cmd_eval_detections(args) -> int:
     from .outputs import write_json
     from .train.evaluation import (EvaluationError, evaluate_detections, load_ground_truth, load_predictions,
@@ -133,15 +233,7 @@ def cmd_eval_detections(args) -> int:
         result = evaluate_detections(gt, predictions, parse_tious(args.tiou))
     except (EvaluationError, OSError) as err:
         raise CommandError(str(err)) from err
-    width = max([5] + [len(name) for name in result["ap_per_class"]])
-    header = f"{'class':<{width}} " + " ".join(f"{t:>6.2f}" for t in result["tiou_thresholds"])
-    lines = [header, "-" * len(header)]
-    for name, aps in result["ap_per_class"].items():
-        lines.append(f"{name:<{width}} " + " ".join(f"{100 * ap:6.2f}" for ap in aps))
-    lines.append("-" * len(header))
-    lines.append(f"{'mAP':<{width}} " + " ".join(f"{100 * m:6.2f}" for m in result["mAP_per_tiou"]))
-    lines.append(f"average mAP {100 * result['average_mAP']:.2f} over tIoU {args.tiou}")
-    print("\n".join(lines))
+    print(format_eval_table(result))
     if args.out:
         write_json(result, args.out)
         print(f"wrote {args.out}", file=sys.stderr)
@@ -226,6 +318,47 @@ def build_parser() -> argparse.ArgumentParser:
                    help="libasl_edge_trt_plugins.so for --format engine (default: the one build-ext installed)")
     p.add_argument("--no-parity", action="store_true", help="skip the parity check against eager PyTorch")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("train", help="train a model on clip features (ActionFormer's data layout)")
+    p.add_argument("--config", default=None, help="preset name or YAML (default with --resume: the run's config.yaml)")
+    p.add_argument("--out", required=True, help="run folder: config, log, checkpoints, model.pt, curve")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (AMP needs train_cfg.amp and CUDA)")
+    p.add_argument("--epochs", type=int, default=None, help="override opt.epochs (after the warm-up epochs)")
+    p.add_argument("--seed", type=int, default=None, help="override init_rand_seed")
+    p.add_argument("--skip-invalid", action="store_true",
+                   help="leave out videos with missing/corrupt features or annotations (listed) instead of stopping")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="detection mAP of a trained model on a split of its dataset")
+    p.add_argument("--ckpt", required=True, help="model.pt of a run (or its checkpoints/last.pt: EMA weights)")
+    p.add_argument("--config", default=None,
+                   help="take the dataset paths and test_cfg from this config (default: the checkpoint's)")
+    p.add_argument("--split", default="test", help="subset to evaluate (default test)")
+    p.add_argument("--tiou", default=None, help="tIoU thresholds, e.g. 0.3:0.7:0.1 (default: test_cfg.tiou_thresholds)")
+    p.add_argument("--out", default=None, help="folder for eval.json and detections.json")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--skip-invalid", action="store_true", help="leave out unreadable videos (listed)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("synth", help="write a synthetic benchmark dataset (features, annotations, config)")
+    p.add_argument("--out", required=True, help="folder for annotations.json, features/ and config.yaml")
+    p.add_argument("--preset", choices=["easy", "keyframe"], default="easy",
+                   help="easy: learnable in CPU minutes; keyframe: class evidence only on class-specific key frames")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("plot-detections", help="draw GT vs predicted segments per class on a timeline (PNG)")
+    p.add_argument("--gt", required=True, help="annotation JSON")
+    p.add_argument("--pred", required=True, help="predictions (ActivityNet or ActionFormer JSON)")
+    p.add_argument("--out", required=True, help="PNG file for one video, else a folder of <video>.png")
+    p.add_argument("--video", action="append", default=None, help="video id to draw (repeatable; default: all)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--min-score", type=float, default=0.1, help="hide predictions below this score")
+    p.add_argument("--top-k", type=int, default=50, help="draw at most this many predictions per video")
+    p.set_defaults(func=cmd_plot_detections)
 
     p = sub.add_parser("eval-detections",
                        help="detection mAP as the ActivityNet challenge computes it, per class and tIoU")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command for a lent GPU machine (PyTorch with CUDA, nvcc, no internet, no TensorRT):
-# builds the CUDA ops, runs the op tests (CPU and GPU) and the op benchmarks, builds and runs
+# installs asl-edge in place (no downloads), builds the CUDA ops, runs the op tests (CPU and GPU),
+# the training tests (AMP on CUDA) and the op and training-iteration benchmarks, builds and runs
 # the TensorRT plugin harness when headers were carried along, and writes JSON to $OUT.
 #
 #   OUT=/some/dir benchmarks/gpu_check.sh
@@ -11,11 +12,12 @@
 #   run(command="benchmarks/gpu_check.sh", carry=["build/trt-headers", "build/gpu_pydeps"])
 #
 # Optional environment:
+#   ASL_KEEP_CXX       set to keep $CXX (default: /usr/bin/g++ when present)
 #   ASL_CUDA_ARCH      CUDA architectures to compile (default 90: H100/H200)
 #   ASL_TRT_INCLUDE    TensorRT include dir carried along (default build/trt-headers/include if present)
 #   ASL_PYDEPS         folder with pytest & co. to put on PYTHONPATH when the machine lacks pytest
 #                      (default build/gpu_pydeps; make it with benchmarks/gpu_pydeps.sh)
-#   ASL_GPU_CHECK_BUDGET_S  wall-clock budget of the whole script (default 450 s); each step runs
+#   ASL_GPU_CHECK_BUDGET_S  wall-clock budget of the whole script (default 400 s); each step runs
 #                      under its own limit capped by what is left, and the summary JSON is
 #                      rewritten after every step. Exit status 1 when any step failed.
 set -uo pipefail
@@ -31,7 +33,7 @@ if ! $PY -c "import pytest" 2>/dev/null && [ -d "$PYDEPS" ]; then
   export PYTHONPATH="$PYTHONPATH:$PWD/$PYDEPS"
 fi
 SUMMARY="$OUT/gpu_check.json"
-DEADLINE=$(( $(date +%s) + ${ASL_GPU_CHECK_BUDGET_S:-450} ))   # whole script, seconds
+DEADLINE=$(( $(date +%s) + ${ASL_GPU_CHECK_BUDGET_S:-400} ))   # whole script, seconds
 steps=()
 failed=0
 
@@ -63,12 +65,21 @@ step() {  # step NAME LIMIT_S COMMAND...: run under min(LIMIT_S, time left), log
   return $rc
 }
 
-step environment 30 bash -c "nvidia-smi; nvcc --version; $PY -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))'"
+# The image's CXX may be a GCC whose library folder holds only a static libstdc++, which then
+# ends up inside our library and crashes inside torch (build-ext refuses such a library). Use the
+# system compiler for both the C++ code and nvcc's host side, whose link folders CMake reuses.
+if [ -z "${ASL_KEEP_CXX:-}" ] && [ -x /usr/bin/g++ ]; then export CXX=/usr/bin/g++ CUDAHOSTCXX=/usr/bin/g++; fi
+step environment 30 bash -c "nvidia-smi; nvcc --version; echo CXX=\${CXX:-unset} CUDAHOSTCXX=\${CUDAHOSTCXX:-unset}; $PY -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))'"
+# asl_edge.train and asl_edge.export live in top-level folders: an editable install maps them
+step install 60 $PY -m pip install -q --no-index --no-deps --no-build-isolation -e .
 if step build 200 $PY -m asl_edge build-ext --cuda --cuda-arch "$ARCH" --build-dir build/gpu-native --jobs "$(nproc)"; then
   step doctor 30 bash -c "$PY -m asl_edge doctor --json > '$OUT/doctor.json'"
   step tests 120 $PY -m pytest -q -p no:cacheprovider tests/test_ops_cuda.py tests/test_ops.py tests/test_attention.py \
     --junitxml="$OUT/pytest.xml"
+  step train_tests 100 $PY -m pytest -q -p no:cacheprovider tests/test_trainer.py tests/test_train_losses.py \
+    -k "not easy_run and not reaches and not reproduces" --junitxml="$OUT/pytest_train.xml"
   step bench 90 $PY benchmarks/bench_ops.py --device all --runs 50 --out "$OUT/bench_ops.json"
+  step bench_train 60 bash -c "cd benchmarks && $PY bench_train.py --iteration --device cuda --runs 10 --out '$OUT/bench_train.json'"
 fi
 if [ -f "$TRT_INCLUDE/NvInfer.h" ]; then
   step plugin_harness 200 env CMAKE_CUDA_ARCHITECTURES="$ARCH" JOBS="$(nproc)" \

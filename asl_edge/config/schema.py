@@ -79,6 +79,26 @@ class ModelConfig:
 
 
 @dataclass
+class SensitivityConfig:
+    """ASL's training-only parts (DESIGN §2.3-2.4). All three off is ActionFormer's training."""
+
+    # learnable per-class Gaussians over the position inside the action weight the focal and DIoU losses
+    class_level: bool = True
+    # instance-level evaluator head on detached features, its MSE loss and its share of the weights
+    instance_level: bool = True
+    # action sensitive contrastive loss (ASCL) on the level-0 features
+    contrastive: bool = True
+    # lambda_s: weight of the instance-level MSE loss
+    mse_weight: float = 1.0
+    # lambda_c: weight of ASCL
+    contrastive_weight: float = 0.1
+    # tau: InfoNCE temperature of ASCL
+    temperature: float = 0.07
+    # delta: background context on each side of an action, as a fraction of its length
+    background_ratio: float = 0.2
+
+
+@dataclass
 class TrainConfig:
     center_sample: Literal["radius", "none"] = "radius"
     center_sample_radius: float = 1.5
@@ -90,6 +110,17 @@ class TrainConfig:
     dropout: float = 0.0
     droppath: float = 0.1
     label_smoothing: float = 0.0
+    # momentum of the running mean of positive points that normalises the losses
+    loss_norm_momentum: float = 0.9
+    # decay of the exponential moving average of the weights (the EMA weights are evaluated and exported)
+    ema_decay: float = 0.999
+    # mixed precision (float16 autocast + gradient scaling); used on CUDA only
+    amp: bool = False
+    # evaluate the EMA weights on val_split every this many epochs (0: only after the last epoch)
+    eval_interval: int = 5
+    # write a training-log line every this many iterations
+    log_interval: int = 10
+    asl: SensitivityConfig = field(default_factory=SensitivityConfig)
 
 
 @dataclass
@@ -105,6 +136,8 @@ class TestConfig:
     multiclass_nms: bool = True
     ext_score_file: Optional[str] = None
     voting_thresh: float = 0.75
+    # tIoU thresholds of the detection mAP (THUMOS14's; ActivityNet uses 0.5:0.95:0.05)
+    tiou_thresholds: List[float] = field(default_factory=lambda: [0.3, 0.4, 0.5, 0.6, 0.7])
 
 
 @dataclass

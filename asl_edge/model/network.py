@@ -170,6 +170,10 @@ class ASLNetwork(nn.Module):
 
     def forward(self, features: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
         feats, masks = self.pyramid(features, mask)
+        return self.heads(feats, masks)
+
+    def heads(self, feats: List[Tensor], masks: List[Tensor]) -> Tuple[Tensor, Tensor]:
+        """Shared heads on every pyramid level: (cls_logits[B, N, K], offsets[B, N, 2])."""
         logits: List[Tensor] = []
         offsets: List[Tensor] = []
         for level in range(len(feats)):

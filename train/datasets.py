@@ -1,0 +1,480 @@
+"""Training data in ActionFormer's on-disk format: annotation JSON + one feature file per video.
+
+The annotation file is ``{"database": {video_id: {"subset", "fps", "duration", "annotations":
+[{"label", "label_id", "segment": [start_sec, end_sec]}]}}}``; the features of a video are a
+(T, C) array at ``feat_folder/<file_prefix><video_id><file_ext>`` (.npy, .npz or .h5/.hdf5).
+
+Items are built on exactly the grid the :class:`asl_edge.localizer.Localizer` uses at inference
+(every ``downsample_rate``-th feature, optionally resized to ``max_seq_len``), and segments are
+mapped to it with :func:`asl_edge.postprocess.timebase.seconds_to_grid`, so predictions of the
+trained model map back to seconds exactly as inference maps them. Training items are randomly
+cropped as ActionFormer does; all randomness of an item comes from the seed it is asked with.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from asl_edge.config import Config
+from asl_edge.model import input_channels
+from asl_edge.postprocess.timebase import seconds_to_grid, video_grid
+
+from .evaluation import _subset_key
+
+__all__ = [
+    "DatasetError",
+    "read_features",
+    "VideoRecord",
+    "load_records",
+    "VideoSample",
+    "ActionDataset",
+    "Batch",
+    "collate",
+    "TrainSampler",
+]
+
+# tries at finding a crop window that keeps at least one action (ActionFormer's number)
+CROP_TRIES = 200
+
+
+class DatasetError(ValueError):
+    """A malformed annotation file, feature file or dataset setting (the message names the file,
+    the video and the field)."""
+
+
+class _Problem(Exception):
+    """A problem of one video; the message names the file and the field, the caller the video."""
+
+
+def _video_error(video_id: Optional[str], problem: _Problem) -> DatasetError:
+    return DatasetError(f"video {video_id!r}: {problem}" if video_id is not None else str(problem))
+
+
+# ----------------------------------------------------------------------------------- features
+
+
+def read_features(path: Union[str, Path], video_id: Optional[str] = None) -> np.ndarray:
+    """Read one video's (T, C) features as float32 from .npy, .npz or .h5/.hdf5.
+
+    An .npz holds them under ``feats`` or as its only array; an HDF5 file as the dataset (or
+    group holding the dataset) named ``video_id``, else ``feats``, else its only dataset.
+    Pickled content is never loaded.
+    """
+    try:
+        return _read_array(Path(path), video_id)
+    except _Problem as problem:
+        raise _video_error(video_id, problem) from None
+
+
+def _read_array(path: Path, video_id: Optional[str]) -> np.ndarray:
+    if not path.is_file():
+        raise _Problem(f"feature file {path} not found")
+    suffix = path.suffix.lower()
+    if suffix in (".npy", ".npz"):
+        array = _read_numpy(path)
+    elif suffix in (".h5", ".hdf5"):
+        array = _read_hdf5(path, video_id)
+    else:
+        raise _Problem(f"feature file {path}: unsupported extension {path.suffix!r} "
+                       "(dataset.file_ext must be .npy, .npz, .h5 or .hdf5)")
+    if array.dtype.kind not in "biuf":
+        raise _Problem(f"feature file {path}: features must be numeric, got dtype {array.dtype}")
+    if array.ndim != 2:
+        raise _Problem(f"feature file {path}: features must be 2-D (T, C), got shape {array.shape}")
+    if array.size == 0:
+        raise _Problem(f"feature file {path}: features are empty, shape {array.shape}")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _read_numpy(path: Path) -> np.ndarray:
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return loaded
+        with loaded:
+            keys = list(loaded.files)
+            if "feats" in keys:
+                return loaded["feats"]
+            if len(keys) == 1:
+                return loaded[keys[0]]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise _Problem(f"feature file {path}: cannot read it as a NumPy array ({exc})") from None
+    raise _Problem(f"feature file {path}: holds arrays {keys}; name the features 'feats'")
+
+
+def _read_hdf5(path: Path, video_id: Optional[str]) -> np.ndarray:
+    try:
+        import h5py
+    except ImportError:
+        raise _Problem(f"feature file {path}: reading HDF5 features needs h5py (pip install h5py)") from None
+    try:
+        with h5py.File(path, "r") as h5:
+            node = h5[video_id] if video_id is not None and video_id in h5 else h5
+            if isinstance(node, h5py.Dataset):
+                return node[()]
+            if "feats" in node and isinstance(node["feats"], h5py.Dataset):
+                return node["feats"][()]
+            datasets = [key for key in node if isinstance(node[key], h5py.Dataset)]
+            if len(datasets) == 1:
+                return node[datasets[0]][()]
+            where = f"group {node.name!r}" if node.name != "/" else "the file"
+            raise _Problem(f"feature file {path}: {where} holds datasets {datasets}; name the "
+                           "features 'feats' or after the video")
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise _Problem(f"feature file {path}: cannot read it as HDF5 ({exc})") from None
+
+
+def _check_features(feats: np.ndarray, path: Path, channels: int) -> None:
+    """Channel count and finiteness of (T, C) features against the model input."""
+    if feats.shape[1] != channels:
+        hint = " (the array looks transposed: expected (T, C))" if feats.shape[0] == channels else ""
+        raise _Problem(f"feature file {path}: {feats.shape[1]} channels, the model expects {channels} "
+                       f"(dataset.input_dim){hint}")
+    finite = np.isfinite(feats).all(axis=1)                                  # (T,)
+    if not finite.all():
+        raise _Problem(f"feature file {path}: NaN or inf in {int((~finite).sum())} of "
+                       f"{feats.shape[0]} time steps")
+
+
+# -------------------------------------------------------------------------------- annotations
+
+
+@dataclass
+class VideoRecord:
+    """One annotated video of a split; segments in seconds."""
+
+    video_id: str
+    subset: str
+    fps: float
+    duration: float
+    feature_path: Path
+    segments: np.ndarray  # (N, 2) float64 seconds
+    labels: np.ndarray  # (N,) int64
+
+
+def load_records(config: Config, splits: Union[str, Sequence[str]], require_actions: bool = False,
+                 skip_invalid: bool = False) -> Tuple[List[VideoRecord], List[str]]:
+    """Videos of ``splits`` in ``dataset.json_file``, in file order, and the skip messages.
+
+    ``splits`` match each video's ``subset`` case-insensitively (test/testing, val/validation,
+    train/training alike). ``require_actions`` leaves out videos without annotations.
+    ``skip_invalid`` leaves out videos with a problem (also reading their features once to check
+    shape and values) instead of raising; each skip adds ``"<video>: <reason>"``.
+    """
+    d = config.dataset
+    if d.json_file is None:
+        raise DatasetError("dataset.json_file is not set")
+    json_path = Path(d.json_file)
+    if d.default_fps is not None and not d.default_fps > 0:
+        raise DatasetError(f"dataset.default_fps must be positive, got {d.default_fps}")
+    folder = _feature_folder(d.feat_folder)
+    splits = [splits] if isinstance(splits, str) else list(splits)
+    wanted = {_subset_key(name) for name in splits}
+    database = _read_database(json_path)
+    channels = input_channels(config)
+    records: List[VideoRecord] = []
+    skipped: List[str] = []
+    in_splits = 0
+    for video_id, entry in database.items():
+        video_id = str(video_id)
+        try:
+            if not isinstance(entry, dict):
+                raise _Problem(f"{json_path}: the entry must be an object")
+            if "subset" not in entry:
+                raise _Problem(f"{json_path}: missing field 'subset'")
+            if _subset_key(entry["subset"]) not in wanted:
+                continue
+            in_splits += 1
+            record = _parse_video(video_id, entry, json_path, folder, config)
+            if skip_invalid:
+                _check_features(_read_array(record.feature_path, video_id), record.feature_path, channels)
+        except _Problem as problem:
+            if not skip_invalid:
+                raise _video_error(video_id, problem) from None
+            skipped.append(f"{video_id}: {problem}")
+            continue
+        if require_actions and len(record.labels) == 0:
+            skipped.append(f"{video_id}: no annotated action in {json_path}")
+            continue
+        records.append(record)
+    if in_splits == 0:
+        raise DatasetError(f"annotation file {json_path}: no video has subset in {splits}")
+    if not records:
+        shown = "; ".join(skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
+        raise DatasetError(f"annotation file {json_path}: all {in_splits} videos of {splits} "
+                           f"were skipped: {shown}")
+    return records, skipped
+
+
+def _feature_folder(feat_folder: Union[str, List[str], None]) -> Path:
+    if isinstance(feat_folder, list):
+        if len(feat_folder) != 1:
+            raise DatasetError(f"dataset.feat_folder: one folder is supported (concatenate the streams "
+                               f"into one file per video), got {feat_folder}")
+        feat_folder = feat_folder[0]
+    if feat_folder is None:
+        raise DatasetError("dataset.feat_folder is not set")
+    return Path(feat_folder)
+
+
+def _read_database(path: Path) -> dict:
+    try:
+        with open(path, "r", encoding="utf-8") as fobj:
+            data = json.load(fobj)
+    except FileNotFoundError:
+        raise DatasetError(f"annotation file {path} not found (dataset.json_file)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"annotation file {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("database"), dict):
+        raise DatasetError(f"annotation file {path}: expected an object with a 'database' object")
+    return data["database"]
+
+
+def _positive(value: Any, field: str, json_path: Path) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not (math.isfinite(number) and number > 0):
+        raise _Problem(f"{json_path}: '{field}' must be a positive number, got {value!r}")
+    return number
+
+
+def _parse_video(video_id: str, entry: dict, json_path: Path, folder: Path, config: Config) -> VideoRecord:
+    d = config.dataset
+    if entry.get("fps") is not None:
+        fps = _positive(entry["fps"], "fps", json_path)
+    elif d.default_fps is not None:
+        fps = float(d.default_fps)
+    else:
+        raise _Problem(f"{json_path}: missing field 'fps' and the config has no dataset.default_fps")
+    if entry.get("duration") is None:
+        raise _Problem(f"{json_path}: missing field 'duration'")
+    duration = _positive(entry["duration"], "duration", json_path)
+    annotations = entry.get("annotations", [])
+    if not isinstance(annotations, list):
+        raise _Problem(f"{json_path}: 'annotations' must be a list")
+    segments = np.zeros((len(annotations), 2), dtype=np.float64)             # (N, 2) seconds
+    labels = np.zeros((len(annotations),), dtype=np.int64)                   # (N,)
+    for i, ann in enumerate(annotations):
+        where = f"{json_path}, annotation {i}"
+        if not isinstance(ann, dict):
+            raise _Problem(f"{where}: must be an object")
+        segments[i] = _segment(ann.get("segment"), where)
+        labels[i] = _label(ann, where, d.num_classes, d.class_names)
+    path = folder / f"{d.file_prefix or ''}{video_id}{d.file_ext}"
+    if not path.is_file():
+        raise _Problem(f"feature file {path} not found (dataset.feat_folder, file_prefix, file_ext)")
+    return VideoRecord(video_id=video_id, subset=str(entry["subset"]), fps=fps, duration=duration,
+                       feature_path=path, segments=segments, labels=labels)
+
+
+def _segment(value: Any, where: str) -> Tuple[float, float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise _Problem(f"{where}: 'segment' must be [start, end] in seconds, got {value!r}")
+    try:
+        start, end = float(value[0]), float(value[1])
+    except (TypeError, ValueError):
+        raise _Problem(f"{where}: 'segment' must hold two numbers, got {value!r}") from None
+    if not (math.isfinite(start) and math.isfinite(end)):
+        raise _Problem(f"{where}: 'segment' is not finite: {value!r}")
+    if end <= start:
+        raise _Problem(f"{where}: 'segment' must end after it starts: {value!r}")
+    return start, end
+
+
+def _label(ann: dict, where: str, num_classes: int, class_names: Optional[List[str]]) -> int:
+    if "label_id" in ann:
+        value = ann["label_id"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+            raise _Problem(f"{where}: 'label_id' must be an integer, got {value!r}")
+        if not 0 <= value < num_classes:
+            raise _Problem(f"{where}: 'label_id' {value!r} is outside [0, {num_classes}) "
+                           "(dataset.num_classes)")
+        return int(value)
+    if "label" not in ann:
+        raise _Problem(f"{where}: missing fields 'label_id' and 'label'")
+    if class_names is None:
+        raise _Problem(f"{where}: missing field 'label_id' and the config has no dataset.class_names "
+                       f"to look up 'label' {ann['label']!r}")
+    if ann["label"] not in class_names:
+        raise _Problem(f"{where}: 'label' {ann['label']!r} is not in dataset.class_names")
+    return class_names.index(ann["label"])
+
+
+# ------------------------------------------------------------------------------------ dataset
+
+
+@dataclass
+class VideoSample:
+    """One model input: features on the inference grid and GT in grid units."""
+
+    video_id: str
+    feats: Tensor  # (C, T) float32
+    segments: Tensor  # (N, 2) float32 grid units
+    labels: Tensor  # (N,) int64
+    fps: float
+    duration: float
+
+
+class ActionDataset(torch.utils.data.Dataset):
+    """Videos of ``splits`` as :class:`VideoSample` items.
+
+    ``dataset[i]`` or ``dataset[(i, seed)]``: the seed (0 for a plain index) drives the random
+    crop of a training item through a local generator, so a key always gives the same sample.
+    Training drops videos without actions and crops as ActionFormer does.
+    """
+
+    def __init__(self, config: Config, splits: Union[str, Sequence[str]], training: bool,
+                 skip_invalid: bool = False):
+        _check_settings(config)
+        self.config = config
+        self.training = training
+        self.records, self.skipped = load_records(config, splits, require_actions=training,
+                                                  skip_invalid=skip_invalid)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def load_features(self, record: VideoRecord) -> np.ndarray:
+        """Raw (T, C) float32 features of ``record``, checked against the model input."""
+        try:
+            feats = _read_array(record.feature_path, record.video_id)
+            _check_features(feats, record.feature_path, input_channels(self.config))
+        except _Problem as problem:
+            raise _video_error(record.video_id, problem) from None
+        return feats
+
+    def __getitem__(self, key: Union[int, Tuple[int, int]]) -> VideoSample:
+        index, seed = key if isinstance(key, tuple) else (key, 0)
+        record = self.records[index]
+        d = self.config.dataset
+        raw = self.load_features(record)                                     # (T, C)
+        grid = video_grid(raw.shape[0], d.feat_stride, d.num_frames, record.fps, d.downsample_rate,
+                          d.max_seq_len if d.force_upsampling else 0)
+        feats = torch.from_numpy(raw[::d.downsample_rate]).t().contiguous()   # (C, L)
+        if d.force_upsampling and feats.shape[1] != d.max_seq_len:
+            feats = F.interpolate(feats[None], size=d.max_seq_len, mode="linear", align_corners=False)[0]
+        segments = seconds_to_grid(torch.from_numpy(record.segments), grid.feat_stride, grid.num_frames,
+                                   record.fps)                                # (N, 2) float64
+        labels = torch.from_numpy(record.labels)
+        if self.training:
+            generator = torch.Generator().manual_seed(int(seed))
+            offset = 0.5 * grid.num_frames / grid.feat_stride
+            feats, segments, labels = self._crop(feats, segments, labels, offset, generator)
+        return VideoSample(video_id=record.video_id, feats=feats, segments=segments.to(torch.float32),
+                           labels=labels, fps=record.fps, duration=record.duration)
+
+    def _crop(self, feats: Tensor, segments: Tensor, labels: Tensor, offset: float,
+              generator: torch.Generator) -> Tuple[Tensor, Tensor, Tensor]:
+        """Cut a random window of the (C, L) features that keeps at least ``trunc_thresh`` of
+        one action if possible; the kept segments are clipped to it (widened by ``offset``)."""
+        d = self.config.dataset
+        length = feats.shape[1]
+        if length > d.max_seq_len:
+            window = d.max_seq_len
+        elif d.crop_ratio is not None:
+            low = max(round(d.crop_ratio[0] * length), 1)
+            high = max(min(round(d.crop_ratio[1] * length), length), low)
+            window = int(torch.randint(low, high + 1, (1,), generator=generator))
+        else:
+            return feats, segments, labels
+        if window >= length:
+            return feats, segments, labels
+        seg_len = segments[:, 1] - segments[:, 0]                              # (N,)
+        for _ in range(CROP_TRIES):
+            start = int(torch.randint(0, length - window + 1, (1,), generator=generator))
+            left = segments[:, 0].clamp(min=start - offset)                  # (N,)
+            right = segments[:, 1].clamp(max=start + window + offset)        # (N,)
+            keep = (right - left).clamp(min=0) / seg_len >= d.trunc_thresh   # (N,)
+            if keep.any() or len(segments) == 0:
+                break
+        clipped = torch.stack([left[keep], right[keep]], dim=1) - start      # (K, 2)
+        return feats[:, start:start + window].contiguous(), clipped, labels[keep]
+
+
+def _check_settings(config: Config) -> None:
+    d = config.dataset
+    if d.downsample_rate < 1:
+        raise DatasetError(f"dataset.downsample_rate must be >= 1, got {d.downsample_rate}")
+    if d.max_seq_len < 1:
+        raise DatasetError(f"dataset.max_seq_len must be >= 1, got {d.max_seq_len}")
+    ratio = d.crop_ratio
+    if ratio is not None and not (len(ratio) == 2 and 0 <= ratio[0] <= ratio[1]):
+        raise DatasetError(f"dataset.crop_ratio must be [low, high] with 0 <= low <= high, got {ratio}")
+
+
+# ----------------------------------------------------------------------------------- batching
+
+
+@dataclass
+class Batch:
+    """Padded features with their validity mask and each video's GT in grid units."""
+
+    feats: Tensor  # (B, C, T) float32
+    mask: Tensor  # (B, T) bool, True on real steps
+    segments: List[Tensor]  # B x (N_b, 2) float32
+    labels: List[Tensor]  # B x (N_b,) int64
+    video_ids: List[str]
+
+    def to(self, device: Union[str, torch.device]) -> "Batch":
+        """This batch with every tensor on ``device``."""
+        return Batch(feats=self.feats.to(device), mask=self.mask.to(device),
+                     segments=[s.to(device) for s in self.segments],
+                     labels=[lb.to(device) for lb in self.labels], video_ids=list(self.video_ids))
+
+
+def collate(samples: Sequence[VideoSample], length: int) -> Batch:
+    """Zero-pad every sample's features to ``length`` steps and stack them."""
+    if not samples:
+        raise DatasetError("collate needs at least one sample")
+    channels = samples[0].feats.shape[0]
+    feats = torch.zeros((len(samples), channels, length), dtype=torch.float32)  # (B, C, T)
+    mask = torch.zeros((len(samples), length), dtype=torch.bool)                # (B, T)
+    for b, sample in enumerate(samples):
+        c, steps = sample.feats.shape
+        if steps > length:
+            raise DatasetError(f"video {sample.video_id!r}: {steps} feature steps do not fit the "
+                               f"batch length {length}")
+        if c != channels:
+            raise DatasetError(f"video {sample.video_id!r}: {c} channels, the batch has {channels}")
+        feats[b, :, :steps] = sample.feats
+        mask[b, :steps] = True
+    return Batch(feats=feats, mask=mask, segments=[s.segments for s in samples],
+                 labels=[s.labels for s in samples], video_ids=[s.video_id for s in samples])
+
+
+class TrainSampler(torch.utils.data.Sampler):
+    """Yields ``(index, item_seed)``: a permutation of ``range(num_items)`` with a seed per item.
+
+    Both come from a generator seeded by ``(seed, epoch)`` alone, so any epoch's order and crops
+    are reproducible without replaying the earlier epochs (exact resume).
+    """
+
+    def __init__(self, num_items: int, seed: int):
+        self.num_items = num_items
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_items
+
+    def __iter__(self) -> Iterator[Tuple[int, int]]:
+        state = np.random.SeedSequence([self.seed % 2**64, self.epoch % 2**64]).generate_state(1, np.uint64)
+        generator = torch.Generator().manual_seed(int(state[0]))
+        order = torch.randperm(self.num_items, generator=generator)
+        seeds = torch.randint(0, 2**62, (self.num_items,), generator=generator)
+        return iter(zip(order.tolist(), seeds.tolist()))
