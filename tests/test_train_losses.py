@@ -143,6 +143,9 @@ def test_sigma_stays_positive_under_large_steps():
     assert float(sens.sigma[0].min().detach()) < 0.5  # it did move
 
 
+_SEGMENTS = [[[3.0, 20.0], [30.0, 34.0], [40.0, 60.0]], [[5.0, 15.0]]]
+
+
 def _criterion_inputs(config, seed=0):
     torch.manual_seed(seed)
     model = build_model(config)
@@ -150,7 +153,7 @@ def _criterion_inputs(config, seed=0):
     T = config.dataset.max_seq_len
     x = torch.randn(2, config.dataset.input_dim, T)
     mask = valid_mask([T, 40], T)
-    segments = [torch.tensor([[3.0, 20.0], [30.0, 34.0], [40.0, 60.0]]), torch.tensor([[5.0, 15.0]])]
+    segments = [torch.tensor(segs) for segs in _SEGMENTS]
     labels = [torch.tensor([0, 2, 1]), torch.tensor([2])]
     return model, x, mask, segments, labels
 
@@ -190,6 +193,26 @@ def test_instance_level_targets_are_detached():
     assert grads[1][3] > 0
 
 
+def _valid_points(model, config, masks):
+    """(video, point index, t, stride, assigned GT or None) for every valid point, assigned by a
+    direct loop over the rules: centre radius 1.5·stride, range on the farther end, shortest wins."""
+    lengths = [m.shape[1] for m in masks]
+    points = [(i * s, lo, hi, s) for n, s, (lo, hi) in zip(lengths, model.strides, config.model.regression_range)
+              for i in range(n)]
+    valid = torch.cat(masks, dim=1)
+    for b in range(valid.shape[0]):
+        for n, (t, lo, hi, s) in enumerate(points):
+            if not valid[b, n]:
+                continue
+            best = None
+            for g, (st, ed) in enumerate(_SEGMENTS[b]):
+                c = (st + ed) / 2
+                inside = t - max(st, c - 1.5 * s) > 0 and min(ed, c + 1.5 * s) - t > 0
+                if inside and lo <= max(t - st, ed - t) <= hi and (best is None or ed - st < best[1] - 1e-3):
+                    best = (g, ed - st)
+            yield b, n, t, s, None if best is None else best[0]
+
+
 def test_all_parts_off_is_actionformer_loss():
     config = _asl_config(False, False, False)
     model, x, mask, segments, labels = _criterion_inputs(config)
@@ -200,31 +223,16 @@ def test_all_parts_off_is_actionformer_loss():
     assert set(parts) == {"cls", "reg", "num_pos"}
     assert not list(criterion.parameters())
     # independent per-point computation of ActionFormer's loss
-    lengths = [m.shape[1] for m in masks]
-    points = [(i * s, lo, hi, s) for n, s, (lo, hi) in zip(lengths, model.strides, config.model.regression_range)
-              for i in range(n)]
-    valid = torch.cat(masks, dim=1)
     cls_sum, reg_sum, num_pos = 0.0, 0.0, 0
-    for b in range(2):
-        for n, (t, lo, hi, s) in enumerate(points):
-            if not valid[b, n]:
-                continue
-            best = None
-            for g, (st, ed) in enumerate(segments[b].tolist()):
-                c = (st + ed) / 2
-                inside = t - max(st, c - 1.5 * s) > 0 and min(ed, c + 1.5 * s) - t > 0
-                reach = max(t - st, ed - t)
-                if inside and lo <= reach <= hi and (best is None or ed - st < best[1] - 1e-3):
-                    best = (g, ed - st)
-            target = torch.zeros(config.dataset.num_classes, dtype=torch.float64)
-            if best is not None:
-                g = best[0]
-                st, ed = segments[b][g].tolist()
-                target[labels[b][g]] = 1.0
-                reg = ((t - st) / s, (ed - t) / s)
-                reg_sum += _diou_direct(0.0, offsets[b, n].detach().tolist(), reg)
-                num_pos += 1
-            cls_sum += float(sigmoid_focal_loss(logits[b, n].detach().double(), target).sum())
+    for b, n, t, s, best in _valid_points(model, config, masks):
+        target = torch.zeros(config.dataset.num_classes, dtype=torch.float64)
+        if best is not None:
+            st, ed = segments[b][best].tolist()
+            target[labels[b][best]] = 1.0
+            reg = ((t - st) / s, (ed - t) / s)
+            reg_sum += _diou_direct(0.0, offsets[b, n].detach().tolist(), reg)
+            num_pos += 1
+        cls_sum += float(sigmoid_focal_loss(logits[b, n].detach().double(), target).sum())
     norm = 0.9 * 100 + 0.1 * num_pos
     assert parts["num_pos"] == num_pos > 0
     assert loss.item() == pytest.approx((cls_sum + reg_sum) / norm, rel=1e-5)
@@ -261,41 +269,28 @@ def test_asl_weighted_losses_match_a_per_point_computation():
     q = criterion.instance_head(feats, masks).detach()
     mu = criterion.class_sensitivity.mu.detach().tolist()
     sigma = criterion.class_sensitivity.sigma.detach().tolist()
-    lengths = [m.shape[1] for m in masks]
-    points = [(i * s, lo, hi, s) for n, s, (lo, hi) in zip(lengths, model.strides, config.model.regression_range)
-              for i in range(n)]
-    valid = torch.cat(masks, dim=1)
     cls_sum = reg_sum = 0.0
     mse_cls, mse_loc = [], []
-    for b in range(2):
-        for n, (t, lo, hi, s) in enumerate(points):
-            if not valid[b, n]:
-                continue
-            best = None
-            for g, (st, ed) in enumerate(segments[b].tolist()):
-                c = (st + ed) / 2
-                inside = t - max(st, c - 1.5 * s) > 0 and min(ed, c + 1.5 * s) - t > 0
-                if inside and lo <= max(t - st, ed - t) <= hi and (best is None or ed - st < best[1] - 1e-3):
-                    best = (g, ed - st)
-            target = torch.zeros(config.dataset.num_classes, dtype=torch.float64)
-            weight = 1.0
-            if best is not None:
-                st, ed = segments[b][best[0]].tolist()
-                k = int(labels[b][best[0]])
-                target[k] = 1.0
-                d = ((st + ed) / 2 - t) / (ed - st)
-                p_cls = _gauss(d, mu[k][0], sigma[k][0])
-                p_loc = 0.5 * (_gauss(d, mu[k][1], sigma[k][1]) + _gauss(d, mu[k][2], sigma[k][2]))
-                q_cls, q_loc = q[b, n].tolist()
-                weight = p_cls + q_cls
-                pred = offsets[b, n].detach().tolist()
-                reg = ((t - st) / s, (ed - t) / s)
-                reg_sum += (p_loc + q_loc) * _diou_direct(0.0, pred, reg)
-                inter = min(pred[0], reg[0]) + min(pred[1], reg[1])
-                iou = inter / (sum(pred) + sum(reg) - inter)
-                mse_cls.append((q_cls - 1 / (1 + math.exp(-float(logits[b, n, k].detach())))) ** 2)
-                mse_loc.append((q_loc - iou) ** 2)
-            cls_sum += weight * float(sigmoid_focal_loss(logits[b, n].detach().double(), target).sum())
+    for b, n, t, s, best in _valid_points(model, config, masks):
+        target = torch.zeros(config.dataset.num_classes, dtype=torch.float64)
+        weight = 1.0
+        if best is not None:
+            st, ed = segments[b][best].tolist()
+            k = int(labels[b][best])
+            target[k] = 1.0
+            d = ((st + ed) / 2 - t) / (ed - st)
+            p_cls = _gauss(d, mu[k][0], sigma[k][0])
+            p_loc = 0.5 * (_gauss(d, mu[k][1], sigma[k][1]) + _gauss(d, mu[k][2], sigma[k][2]))
+            q_cls, q_loc = q[b, n].tolist()
+            weight = p_cls + q_cls
+            pred = offsets[b, n].detach().tolist()
+            reg = ((t - st) / s, (ed - t) / s)
+            reg_sum += (p_loc + q_loc) * _diou_direct(0.0, pred, reg)
+            inter = min(pred[0], reg[0]) + min(pred[1], reg[1])
+            iou = inter / (sum(pred) + sum(reg) - inter)
+            mse_cls.append((q_cls - 1 / (1 + math.exp(-float(logits[b, n, k].detach())))) ** 2)
+            mse_loc.append((q_loc - iou) ** 2)
+        cls_sum += weight * float(sigmoid_focal_loss(logits[b, n].detach().double(), target).sum())
     norm = 0.9 * 100 + 0.1 * len(mse_cls)
     mse = sum(mse_cls) / len(mse_cls) + sum(mse_loc) / len(mse_loc)
     assert parts["cls"] == pytest.approx(cls_sum / norm, rel=1e-5)
