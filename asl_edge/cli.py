@@ -166,7 +166,7 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from .config import ConfigError, load_config
     from .outputs import activitynet_results, write_json
-    from .train.datasets import DatasetError
+    from .train.datasets import DatasetError, load_records
     from .train.evaluation import EvaluationError, parse_tious
     from .train.trainer import TrainingError, load_trained_model
     from .train.validate import evaluate_model
@@ -181,12 +181,14 @@ def cmd_eval(args) -> int:
             config.test_cfg = given.test_cfg
         if args.tiou is not None:
             config.test_cfg.tiou_thresholds = parse_tious(args.tiou)
-        result, detections = evaluate_model(model, config, [args.split], device=args.device,
-                                            progress=not args.no_progress, skip_invalid=args.skip_invalid)
+        records, skipped = load_records(config, [args.split], skip_invalid=args.skip_invalid)
+        for message in skipped:
+            print(f"skipped {message}", file=sys.stderr)
+        result, detections = evaluate_model(model, config, records, device=args.device,
+                                            progress=not args.no_progress)
     except (ConfigError, DatasetError, TrainingError, EvaluationError) as err:
         raise CommandError(str(err)) from err
-    for message in result["skipped"]:
-        print(f"skipped {message}", file=sys.stderr)
+    result["skipped"] = skipped
     print(format_eval_table(result))
     if args.out:
         out = Path(args.out)

@@ -21,6 +21,43 @@ class FeatureError(ValueError):
 Network = Callable[[Tensor, Tensor], Tuple[Tensor, Tensor]]
 
 
+def check_features(features: Union[np.ndarray, Tensor], input_dim: int) -> Tensor:
+    """One video's (T, C) features as float32, checked against the model's ``input_dim`` channels
+    (numeric, 2-D, not empty, finite); FeatureError otherwise."""
+    if not isinstance(features, Tensor):
+        features = np.asarray(features)
+        if features.dtype.kind not in "biuf":
+            raise FeatureError(f"features must be numeric, got dtype {features.dtype}")
+        features = torch.from_numpy(features)
+    feats = features.to(torch.float32)
+    if feats.dim() != 2:
+        raise FeatureError(f"features must be 2-D (T, C), got shape {tuple(feats.shape)}")
+    if feats.shape[1] != input_dim:
+        hint = " (the array looks transposed: expected (T, C))" if feats.shape[0] == input_dim else ""
+        raise FeatureError(
+            f"features have {feats.shape[1]} channels, the model expects {input_dim} (dataset.input_dim){hint}"
+        )
+    if feats.shape[0] == 0:
+        raise FeatureError("features are empty (T = 0)")
+    if not bool(torch.isfinite(feats).all()):
+        bad = int((~torch.isfinite(feats)).any(dim=1).sum())
+        raise FeatureError(f"features contain NaN or inf in {bad} of {feats.shape[0]} time steps")
+    return feats
+
+
+def network_grid_features(feats: Tensor, config: Config, fps: float) -> Tuple[Tensor, FeatureGrid]:
+    """One video's checked (T, C) features on the network's input grid, as (C, L), and that grid:
+    every ``downsample_rate``-th step, resized to ``max_seq_len`` under ``force_upsampling``.
+    Training items and inference inputs both go through here, so they share one time base."""
+    d = config.dataset
+    grid = video_grid(feats.shape[0], d.feat_stride, d.num_frames, fps, d.downsample_rate,
+                      d.max_seq_len if d.force_upsampling else 0)
+    out = feats[::d.downsample_rate].t().contiguous()                          # (C, L)
+    if d.force_upsampling and out.shape[1] != d.max_seq_len:
+        out = F.interpolate(out[None], size=d.max_seq_len, mode="linear", align_corners=False)[0]
+    return out, grid
+
+
 class Localizer:
     """Temporal action localization on pre-extracted clip features.
 
@@ -47,27 +84,6 @@ class Localizer:
     def from_checkpoint(cls, path, device: Union[str, torch.device] = "cpu") -> "Localizer":
         ckpt = load_checkpoint(path, device=device)
         return cls(ckpt.model, ckpt.config, device=device)
-
-    def _check_features(self, features: Union[np.ndarray, Tensor]) -> Tensor:
-        if not isinstance(features, Tensor):
-            features = np.asarray(features)
-            if features.dtype.kind not in "biuf":
-                raise FeatureError(f"features must be numeric, got dtype {features.dtype}")
-            features = torch.from_numpy(features)
-        feats = features.to(torch.float32)
-        if feats.dim() != 2:
-            raise FeatureError(f"features must be 2-D (T, C), got shape {tuple(feats.shape)}")
-        if feats.shape[1] != self.input_dim:
-            hint = " (the array looks transposed: expected (T, C))" if feats.shape[0] == self.input_dim else ""
-            raise FeatureError(
-                f"features have {feats.shape[1]} channels, the model expects {self.input_dim}{hint}"
-            )
-        if feats.shape[0] == 0:
-            raise FeatureError("features are empty (T = 0)")
-        if not bool(torch.isfinite(feats).all()):
-            bad = int((~torch.isfinite(feats)).any(dim=1).sum())
-            raise FeatureError(f"features contain NaN or inf in {bad} of {feats.shape[0]} time steps")
-        return feats
 
     @torch.inference_mode()
     def detect(self, features: Union[np.ndarray, Tensor], fps: Optional[float] = None,
@@ -106,15 +122,10 @@ class Localizer:
         fps = fps if fps is not None else d.default_fps
         if fps is None or fps <= 0:
             raise ValueError("a positive fps is required (the config has no dataset.default_fps)")
-        feats = self._check_features(features)
-        num_features = feats.shape[0]
+        feats = check_features(features, self.input_dim)
         if duration is None:
-            duration = default_duration(num_features, d.feat_stride, d.num_frames, fps)
-        grid = video_grid(num_features, d.feat_stride, d.num_frames, fps, d.downsample_rate,
-                          d.max_seq_len if d.force_upsampling else 0)
-        feats = feats[::d.downsample_rate].t().contiguous()                      # (C, T)
-        if d.force_upsampling and feats.shape[1] != d.max_seq_len:
-            feats = F.interpolate(feats[None], size=d.max_seq_len, mode="linear", align_corners=False)[0]
+            duration = default_duration(feats.shape[0], d.feat_stride, d.num_frames, fps)
+        feats, grid = network_grid_features(feats, self.config, fps)          # (C, T)
         length = feats.shape[1]
         padded = padded_length(self.config, length) if self.window is None else self.window
         if length > padded:

@@ -28,10 +28,11 @@ import torch
 from timing import cpu_name, emit_report
 
 from asl_edge.config import Config, load_config
-from asl_edge.train.criterion import ASLCriterion
-from asl_edge.train.synthetic import make_synthetic
-from asl_edge.train.trainer import ModelEma, Trainer, parameter_groups
 from asl_edge.model import build_model
+from asl_edge.train.criterion import ASLCriterion
+from asl_edge.train.datasets import Batch
+from asl_edge.train.synthetic import make_synthetic
+from asl_edge.train.trainer import ModelEma, Trainer, parameter_groups, training_step
 
 # mode -> which of (class-level sensitivity, instance-level sensitivity, ASCL, channel attention) are on
 MODES = {
@@ -95,29 +96,19 @@ def iteration_time(mode: str, runs: int, batch: int, length: int, device: str = 
     ema = ModelEma(model, config.train_cfg.ema_decay)
     optimizer = torch.optim.AdamW(parameter_groups([model, criterion], config.opt.weight_decay),
                                   lr=config.opt.learning_rate)
-    feats = torch.randn(batch, config.dataset.input_dim, length, device=dev)
-    mask = torch.ones(batch, length, dtype=torch.bool, device=dev)
+    feats = torch.randn(batch, config.dataset.input_dim, length)
+    mask = torch.ones(batch, length, dtype=torch.bool)
     mask[1:, int(0.8 * length):] = False
     segments = [torch.tensor([[100.0, 180.0], [400.0, 430.0], [1000.0, 1300.0], [1500.0, 1510.0]])] * batch
     labels = [torch.tensor([0, 3, 7, 19])] * batch
+    data = Batch(feats, mask, segments, labels, [f"sample_{b}" for b in range(batch)]).to(dev)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    params = [p for g in optimizer.param_groups for p in g["params"]]
     times = []
     for i in range(runs + 2):
         if dev.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=amp):
-            pyramid, masks = model.pyramid(feats, mask)
-            logits, offsets = model.heads(pyramid, masks)
-            loss, _ = criterion(pyramid, masks, logits, offsets, segments, labels)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        scaler.step(optimizer)
-        scaler.update()
-        ema.update(model)
+        training_step(model, criterion, optimizer, scaler, ema, data, config.train_cfg.clip_grad_l2norm, amp)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         if i >= 2:  # the first iterations allocate and pick kernels

@@ -22,12 +22,12 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from asl_edge.config import Config
 from asl_edge.model import input_channels
-from asl_edge.postprocess.timebase import seconds_to_grid, video_grid
+from asl_edge.localizer import FeatureError, check_features, network_grid_features
+from asl_edge.postprocess.timebase import seconds_to_grid
 
 from .evaluation import _subset_key
 
@@ -134,16 +134,12 @@ def _read_hdf5(path: Path, video_id: Optional[str]) -> np.ndarray:
         raise _Problem(f"feature file {path}: cannot read it as HDF5 ({exc})") from None
 
 
-def _check_features(feats: np.ndarray, path: Path, channels: int) -> None:
-    """Channel count and finiteness of (T, C) features against the model input."""
-    if feats.shape[1] != channels:
-        hint = " (the array looks transposed: expected (T, C))" if feats.shape[0] == channels else ""
-        raise _Problem(f"feature file {path}: {feats.shape[1]} channels, the model expects {channels} "
-                       f"(dataset.input_dim){hint}")
-    finite = np.isfinite(feats).all(axis=1)                                  # (T,)
-    if not finite.all():
-        raise _Problem(f"feature file {path}: NaN or inf in {int((~finite).sum())} of "
-                       f"{feats.shape[0]} time steps")
+def _checked_features(path: Path, video_id: Optional[str], channels: int) -> Tensor:
+    """The file's (T, C) features, checked against the model input (:func:`check_features`)."""
+    try:
+        return check_features(_read_array(path, video_id), channels)
+    except FeatureError as err:
+        raise _Problem(f"feature file {path}: {err}") from None
 
 
 # -------------------------------------------------------------------------------- annotations
@@ -197,7 +193,7 @@ def load_records(config: Config, splits: Union[str, Sequence[str]], require_acti
             in_splits += 1
             record = _parse_video(video_id, entry, json_path, folder, config)
             if skip_invalid:
-                _check_features(_read_array(record.feature_path, video_id), record.feature_path, channels)
+                _checked_features(record.feature_path, video_id, channels)
         except _Problem as problem:
             if not skip_invalid:
                 raise _video_error(video_id, problem) from None
@@ -346,25 +342,17 @@ class ActionDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def load_features(self, record: VideoRecord) -> np.ndarray:
+    def load_features(self, record: VideoRecord) -> Tensor:
         """Raw (T, C) float32 features of ``record``, checked against the model input."""
         try:
-            feats = _read_array(record.feature_path, record.video_id)
-            _check_features(feats, record.feature_path, input_channels(self.config))
+            return _checked_features(record.feature_path, record.video_id, input_channels(self.config))
         except _Problem as problem:
             raise _video_error(record.video_id, problem) from None
-        return feats
 
     def __getitem__(self, key: Union[int, Tuple[int, int]]) -> VideoSample:
         index, seed = key if isinstance(key, tuple) else (key, 0)
         record = self.records[index]
-        d = self.config.dataset
-        raw = self.load_features(record)                                     # (T, C)
-        grid = video_grid(raw.shape[0], d.feat_stride, d.num_frames, record.fps, d.downsample_rate,
-                          d.max_seq_len if d.force_upsampling else 0)
-        feats = torch.from_numpy(raw[::d.downsample_rate]).t().contiguous()   # (C, L)
-        if d.force_upsampling and feats.shape[1] != d.max_seq_len:
-            feats = F.interpolate(feats[None], size=d.max_seq_len, mode="linear", align_corners=False)[0]
+        feats, grid = network_grid_features(self.load_features(record), self.config, record.fps)  # (C, L)
         segments = seconds_to_grid(torch.from_numpy(record.segments), grid.feat_stride, grid.num_frames,
                                    record.fps)                                # (N, 2) float64
         labels = torch.from_numpy(record.labels)

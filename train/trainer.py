@@ -32,7 +32,7 @@ from ..config import Config, config_from_dict, config_to_dict, save_config
 from ..model import ASLNetwork, build_model, save_checkpoint
 from ..outputs import activitynet_results, atomic_output, write_json
 from .criterion import ASLCriterion
-from .datasets import ActionDataset, DatasetError, TrainSampler, collate, load_records
+from .datasets import ActionDataset, Batch, DatasetError, TrainSampler, collate, load_records
 from .progress import progress_bar
 from .evaluation import EvaluationError, parse_tious
 from .validate import evaluate_model, format_result
@@ -148,6 +148,31 @@ class ModelEma:
                 ema.copy_(live)
 
 
+def training_step(model: ASLNetwork, criterion: ASLCriterion, optimizer: torch.optim.Optimizer,
+                  scaler: torch.amp.GradScaler, ema: ModelEma, batch: Batch, clip: float,
+                  use_amp: bool) -> Dict[str, float]:
+    """One optimisation step on ``batch``: forward and loss (float16 autocast when ``use_amp``),
+    scaled backward, gradient-norm clipping at ``clip`` (> 0), optimizer step, EMA update.
+    Returns the loss parts, ``loss`` being the total."""
+    with torch.autocast(device_type=batch.feats.device.type, dtype=torch.float16, enabled=use_amp):
+        feats, masks = model.pyramid(batch.feats, batch.mask)
+        logits, offsets = model.heads(feats, masks)
+        loss, parts = criterion(feats, masks, logits, offsets, batch.segments, batch.labels)
+    if not torch.isfinite(loss):
+        raise TrainingError(f"the loss became {float(loss)} (videos {batch.video_ids}); "
+                            "lower opt.learning_rate or check the features")
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if clip > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], clip)
+    scaler.step(optimizer)
+    scaler.update()
+    ema.update(model)
+    parts["loss"] = float(loss.detach())
+    return parts
+
+
 def _read_state(path: Path) -> Dict:
     if not path.is_file():
         raise TrainingError(f"no training state at {path}")
@@ -188,7 +213,6 @@ class Trainer:
         self.state_path = self.out_dir / "checkpoints" / "last.pt"
         self.log_path = self.out_dir / "log.jsonl"
         self.progress = progress
-        self.skip_invalid = skip_invalid
         state = None
         if resume:
             state = _read_state(self.state_path)
@@ -213,10 +237,12 @@ class Trainer:
         if len(self.dataset) == 0:
             raise TrainingError(f"no training video with actions in splits {cfg.train_split}")
         try:  # evaluation runs after the last epoch at the latest: find bad validation data now
-            val_records, _ = load_records(cfg, cfg.val_split, skip_invalid=skip_invalid)
+            self.val_records, self.val_skipped = load_records(cfg, cfg.val_split, skip_invalid=skip_invalid)
         except DatasetError as err:
             raise TrainingError(f"validation data (val_split {cfg.val_split}): {err}") from err
-        if not any(len(r.labels) for r in val_records):
+        for message in self.val_skipped:
+            print(f"validation data: skipped {message}", file=sys.stderr)
+        if not any(len(r.labels) for r in self.val_records):
             raise TrainingError(f"validation data (val_split {cfg.val_split}) has no annotated action to score")
         self.sampler = TrainSampler(len(self.dataset), cfg.init_rand_seed)
         drop_last = len(self.dataset) >= cfg.loader.batch_size
@@ -333,7 +359,6 @@ class Trainer:
         self.sampler.set_epoch(self.epoch)
         interval = max(self.config.train_cfg.log_interval, 1)
         clip = self.config.train_cfg.clip_grad_l2norm
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
         sums: Dict[str, float] = {}
         count = 0
         start = time.perf_counter()
@@ -343,24 +368,13 @@ class Trainer:
             lr = learning_rate(self.config, self.iteration, self.iters_per_epoch)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_amp):
-                feats, masks = self.model.pyramid(batch.feats, batch.mask)
-                logits, offsets = self.model.heads(feats, masks)
-                loss, parts = self.criterion(feats, masks, logits, offsets, batch.segments, batch.labels)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"the loss became {float(loss)} at iteration {self.iteration} "
-                                    f"(videos {batch.video_ids}); lower opt.learning_rate or check the features")
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if clip > 0:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(params, clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.ema.update(self.model)
+            try:
+                parts = training_step(self.model, self.criterion, self.optimizer, self.scaler, self.ema, batch,
+                                      clip, self.use_amp)
+            except TrainingError as err:
+                raise TrainingError(f"iteration {self.iteration}: {err}") from None
             self.iteration += 1
             count += 1
-            parts["loss"] = float(loss.detach())
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + value
             if hasattr(bar, "set_postfix"):
@@ -374,12 +388,13 @@ class Trainer:
 
     def evaluate(self) -> Dict:
         """Evaluate the EMA weights on ``val_split``; log it and write eval.json / detections.json."""
-        result, detections = evaluate_model(self.ema.module, self.config, self.config.val_split, self.device,
-                                            progress=self.progress, skip_invalid=self.skip_invalid)
+        result, detections = evaluate_model(self.ema.module, self.config, self.val_records, self.device,
+                                            progress=self.progress)
         self.last_eval = {"epoch": self.epoch,
                           **{k: result[k] for k in ("tiou_thresholds", "mAP_per_tiou", "average_mAP")}}
         self._log({"kind": "eval", "iteration": self.iteration, **self.last_eval})
-        write_json(dict(result, epoch=self.epoch, splits=list(self.config.val_split)), self.out_dir / "eval.json")
+        write_json(dict(result, epoch=self.epoch, splits=list(self.config.val_split), skipped=self.val_skipped),
+                   self.out_dir / "eval.json")
         write_json(activitynet_results(detections), self.out_dir / "detections.json")
         self._say(f"epoch {self.epoch} {format_result(result)}")
         return result

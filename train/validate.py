@@ -10,7 +10,7 @@ import torch
 from ..config import Config
 from ..localizer import FeatureError, Localizer, Network
 from ..model import class_names
-from .datasets import DatasetError, VideoRecord, load_records, read_features
+from .datasets import DatasetError, VideoRecord, read_features
 from .evaluation import GroundTruth, Prediction, evaluate_detections
 from .progress import progress_bar
 
@@ -29,15 +29,14 @@ def ground_truth(records: Sequence[VideoRecord], names: Sequence[str]) -> Ground
 
 
 @torch.inference_mode()
-def evaluate_model(network: Network, config: Config, splits: Sequence[str],
-                   device: Union[str, torch.device] = "cpu", progress: bool = False,
-                   skip_invalid: bool = False) -> Tuple[Dict, Dict[str, List[Dict]]]:
-    """Run ``network`` on every video of ``splits`` and score it.
+def evaluate_model(network: Network, config: Config, records: Sequence[VideoRecord],
+                   device: Union[str, torch.device] = "cpu",
+                   progress: bool = False) -> Tuple[Dict, Dict[str, List[Dict]]]:
+    """Run ``network`` on every video of ``records`` (:func:`load_records`) and score it.
 
     Returns the evaluator's result (``mAP_per_tiou``, ``average_mAP``, per-class AP, Recall@k at
-    ``test_cfg.tiou_thresholds``, plus ``skipped`` videos) and the detections per video (seconds).
+    ``test_cfg.tiou_thresholds``) and the detections per video (seconds).
     """
-    records, skipped = load_records(config, splits, skip_invalid=skip_invalid)
     localizer = Localizer(network, config, device=device)
     names = class_names(config)
     detections: Dict[str, List[Dict]] = {}
@@ -51,7 +50,6 @@ def evaluate_model(network: Network, config: Config, splits: Sequence[str],
         detections[record.video_id] = dets
         predictions.extend(Prediction(record.video_id, d["label"], d["start"], d["end"], d["score"]) for d in dets)
     result = evaluate_detections(ground_truth(records, names), predictions, config.test_cfg.tiou_thresholds)
-    result["skipped"] = skipped
     return result, detections
 
 
