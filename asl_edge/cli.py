@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -34,27 +36,51 @@ def cmd_infer(args) -> int:
     from .localizer import Localizer
     from .outputs import activitynet_results, write_json
     from .model import CheckpointError
+    from .postprocess import positive_number, resolve_fps
 
+    paths = [Path(p) for p in args.features]
+    durations: List[Optional[float]] = [None] * len(paths)
+    if args.duration is not None:
+        if len(args.duration) != len(paths):
+            raise CommandError(f"--duration gives {len(args.duration)} value(s) for {len(paths)} feature files: give "
+                               "one per file, in the same order (or leave it out: each video then spans its features)")
+        try:
+            durations = [positive_number(d, "--duration") for d in args.duration]
+        except ValueError as err:
+            raise CommandError(str(err)) from err
     try:
         localizer = Localizer.from_checkpoint(args.ckpt, device=args.device)
     except CheckpointError as err:
         raise CommandError(str(err)) from err
-    if args.fps is None and localizer.config.dataset.default_fps is None:
-        raise CommandError("--fps is required: the checkpoint's config has no dataset.default_fps")
+    missing = {i for i, path in enumerate(paths) if not path.is_file()}     # reported before any fps question
+    for i in sorted(missing):
+        print(f"[{i + 1}/{len(paths)}] {paths[i]}: error: feature file {paths[i]} does not exist", file=sys.stderr)
+    default_fps, fps = localizer.config.dataset.default_fps, None
+    if len(missing) < len(paths):
+        if default_fps is None and args.fps is None:
+            raise CommandError("--fps is required: the checkpoint's config has no dataset.default_fps")
+        try:
+            fps = resolve_fps(default_fps, args.fps)
+        except ValueError as err:
+            raise CommandError(str(err)) from err
+        if args.fps is not None and args.fps != fps:
+            print(f"note: --fps {args.fps:g} is not used: the model's config sets dataset.default_fps = {fps:g}, "
+                  "the rate its features are extracted at (ActionFormer's rule)", file=sys.stderr)
     detections: Dict[str, List[Dict]] = {}
-    failures = []
-    for i, path in enumerate(args.features, 1):
-        path = Path(path)
+    failures = len(missing)
+    for i, (path, duration) in enumerate(zip(paths, durations)):
+        if i in missing:
+            continue
         try:
             feats = load_feature_file(path)
             start = time.perf_counter()
-            detections[path.stem] = localizer.detect(feats, fps=args.fps, duration=args.duration)
+            detections[path.stem] = localizer.detect(feats, fps=fps, duration=duration)
             elapsed = time.perf_counter() - start
         except (CommandError, ValueError) as err:  # FeatureError is a ValueError
-            failures.append(path)
-            print(f"[{i}/{len(args.features)}] {path}: error: {err}", file=sys.stderr)
+            failures += 1
+            print(f"[{i + 1}/{len(paths)}] {path}: error: {err}", file=sys.stderr)
             continue
-        print(f"[{i}/{len(args.features)}] {path.stem}: {len(detections[path.stem])} detections "
+        print(f"[{i + 1}/{len(paths)}] {path.stem}: {len(detections[path.stem])} detections "
               f"({elapsed * 1000:.0f} ms)", file=sys.stderr)
     results = activitynet_results(detections)
     if args.out:
@@ -64,7 +90,7 @@ def cmd_infer(args) -> int:
         json.dump(results, sys.stdout, indent=1)
         sys.stdout.write("\n")
     if failures:
-        print(f"{len(failures)} of {len(args.features)} feature files failed", file=sys.stderr)
+        print(f"{failures} of {len(paths)} feature files failed", file=sys.stderr)
         return 1
     return 0
 
@@ -210,13 +236,31 @@ def cmd_synth(args) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def warnings_as_lines(category: type):
+    """Inside, warnings of ``category`` print as one 'warning: ...' line on stderr each time."""
+    with warnings.catch_warnings():          # restores the filters and showwarning on exit
+        warnings.simplefilter("always", category)
+        shown = warnings.showwarning
+
+        def show(message, cat, filename, lineno, file=None, line=None):
+            if issubclass(cat, category):
+                print(f"warning: {message}", file=sys.stderr)
+            else:
+                shown(message, cat, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 def cmd_plot_detections(args) -> int:
-    from .train.evaluation import EvaluationError
+    from .train.evaluation import EvaluationError, EvaluationWarning
     from .train.plots import PlotError, plot_detections
 
     try:
-        written = plot_detections(args.gt, args.pred, Path(args.out), videos=args.video, split=args.split,
-                                  min_score=args.min_score, top_k=args.top_k)
+        with warnings_as_lines(EvaluationWarning):
+            written = plot_detections(args.gt, args.pred, Path(args.out), videos=args.video, split=args.split,
+                                      min_score=args.min_score, top_k=args.top_k)
     except (PlotError, EvaluationError, OSError) as err:
         raise CommandError(str(err)) from err
     print(f"wrote {len(written)} timeline{'s' if len(written) != 1 else ''}: "
@@ -226,15 +270,18 @@ def cmd_plot_detections(args) -> int:
 
 def cmd_eval_detections(args) -> int:
     from .outputs import write_json
-    from .train.evaluation import (EvaluationError, evaluate_detections, load_ground_truth, load_predictions,
-                                   parse_tious)
+    from .train.evaluation import (EvaluationError, EvaluationWarning, describe_unmatched, evaluate_detections,
+                                   load_ground_truth, load_predictions, parse_tious)
 
     try:
-        gt = load_ground_truth(args.gt, args.split)
-        predictions = load_predictions(args.pred, gt)
-        result = evaluate_detections(gt, predictions, parse_tious(args.tiou))
+        with warnings_as_lines(EvaluationWarning):
+            gt = load_ground_truth(args.gt, args.split)
+            predictions = load_predictions(args.pred, gt)
+        result = evaluate_detections(gt, predictions, parse_tious(args.tiou), require_match=True)
     except (EvaluationError, OSError) as err:
         raise CommandError(str(err)) from err
+    if describe_unmatched(result["unmatched"]):
+        print(f"warning: {describe_unmatched(result['unmatched'])}", file=sys.stderr)
     print(format_eval_table(result))
     if args.out:
         write_json(result, args.out)
@@ -286,9 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("infer", help="localize actions in pre-extracted clip features (.npy, T x C)")
     p.add_argument("--ckpt", required=True, help="asl-edge checkpoint (.pt)")
     p.add_argument("--features", required=True, nargs="+", help="one .npy file per video; the file stem is the video id")
-    p.add_argument("--fps", type=float, default=None, help="video frame rate (default: the config's default_fps)")
-    p.add_argument("--duration", type=float, default=None,
-                   help="video length in seconds (default: the span of the features)")
+    p.add_argument("--fps", type=float, default=None,
+                   help="the videos' frame rate; used only when the config has no dataset.default_fps, which "
+                        "otherwise applies (ActionFormer's rule)")
+    p.add_argument("--duration", type=float, nargs="+", default=None,
+                   help="video length in seconds, one per feature file in the same order "
+                        "(default: the span of each file's features)")
     p.add_argument("--out", default=None, help="ActivityNet result JSON (default: stdout)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_infer)

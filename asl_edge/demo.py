@@ -27,6 +27,7 @@ def run_demo(out_dir: Path, seed: int = 0) -> int:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     config = load_config()
+    config.dataset.default_fps = SAMPLE_FPS          # the sample's time base travels with the model
     torch.manual_seed(seed)
     ckpt_path = out_dir / "demo_model.pt"
     save_checkpoint(build_model(config), config, ckpt_path, meta={"source": "asl-edge demo (untrained)"})
@@ -39,7 +40,7 @@ def run_demo(out_dir: Path, seed: int = 0) -> int:
     start = time.perf_counter()
     localizer = Localizer.from_checkpoint(ckpt_path)
     loaded = time.perf_counter()
-    detections = localizer.detect(feats, fps=SAMPLE_FPS)
+    detections = localizer.detect(feats)
     done = time.perf_counter()
     out_path = out_dir / "demo_detections.json"
     write_json(activitynet_results({"demo_video": detections}), out_path)

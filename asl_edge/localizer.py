@@ -11,7 +11,8 @@ from torch import Tensor
 
 from .config import Config
 from .model import class_names, input_channels, level_lengths, level_strides, load_checkpoint, padded_length
-from .postprocess import FeatureGrid, batched_nms, decode_segments, default_duration, video_grid
+from .postprocess import (FeatureGrid, batched_nms, decode_segments, default_duration, positive_number, resolve_fps,
+                          video_grid)
 
 
 class FeatureError(ValueError):
@@ -45,6 +46,16 @@ def check_features(features: Union[np.ndarray, Tensor], input_dim: int) -> Tenso
     return feats
 
 
+def network_grid_length(num_features: int, config: Config) -> int:
+    """Steps L of the network's input grid for a video of ``num_features`` features: every
+    ``downsample_rate``-th feature (the first included), or ``max_seq_len`` under
+    ``force_upsampling``. The network then runs at ``padded_length(config, L)``."""
+    d = config.dataset
+    if d.force_upsampling:
+        return d.max_seq_len
+    return -(-num_features // d.downsample_rate)
+
+
 def network_grid_features(feats: Tensor, config: Config, fps: float) -> Tuple[Tensor, FeatureGrid]:
     """One video's checked (T, C) features on the network's input grid, as (C, L), and that grid:
     every ``downsample_rate``-th step, resized to ``max_seq_len`` under ``force_upsampling``.
@@ -53,8 +64,9 @@ def network_grid_features(feats: Tensor, config: Config, fps: float) -> Tuple[Te
     grid = video_grid(feats.shape[0], d.feat_stride, d.num_frames, fps, d.downsample_rate,
                       d.max_seq_len if d.force_upsampling else 0)
     out = feats[::d.downsample_rate].t().contiguous()                          # (C, L)
-    if d.force_upsampling and out.shape[1] != d.max_seq_len:
-        out = F.interpolate(out[None], size=d.max_seq_len, mode="linear", align_corners=False)[0]
+    length = network_grid_length(feats.shape[0], config)
+    if out.shape[1] != length:
+        out = F.interpolate(out[None], size=length, mode="linear", align_corners=False)[0]
     return out, grid
 
 
@@ -92,7 +104,8 @@ class Localizer:
 
         Args:
             features: (T, C) clip features, as the model was trained on.
-            fps: video frame rate; defaults to ``dataset.default_fps`` of the config.
+            fps: the video's frame rate, used only when the config has no ``dataset.default_fps``
+                (ActionFormer's rule, :func:`asl_edge.postprocess.resolve_fps`).
             duration: video length in seconds (detections are clamped to it); defaults to the
                 span the features cover.
         """
@@ -119,12 +132,12 @@ class Localizer:
         """The network input of one video: features (1, C, T_padded) and mask (1, T_padded) on
         the device, the feature grid and the duration in seconds."""
         d = self.config.dataset
-        fps = fps if fps is not None else d.default_fps
-        if fps is None or fps <= 0:
-            raise ValueError("a positive fps is required (the config has no dataset.default_fps)")
+        fps = resolve_fps(d.default_fps, fps)
         feats = check_features(features, self.input_dim)
         if duration is None:
             duration = default_duration(feats.shape[0], d.feat_stride, d.num_frames, fps)
+        else:
+            duration = positive_number(duration, "duration")
         feats, grid = network_grid_features(feats, self.config, fps)          # (C, T)
         length = feats.shape[1]
         padded = padded_length(self.config, length) if self.window is None else self.window

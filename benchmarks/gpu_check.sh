@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command for a lent GPU machine (PyTorch with CUDA, nvcc, no internet, no TensorRT):
 # installs asl-edge in place (no downloads), builds the CUDA ops, runs the op tests (CPU and GPU),
-# the training tests (AMP on CUDA) and the op and training-iteration benchmarks, builds and runs
+# the runtime's CUDA-graph tests, the training tests (AMP on CUDA) and the op and training-iteration benchmarks, builds and runs
 # the TensorRT plugin harness when headers were carried along, and writes JSON to $OUT.
 #
 #   OUT=/some/dir benchmarks/gpu_check.sh
@@ -75,6 +75,7 @@ step install 60 $PY -m pip install -q --no-index --no-deps --no-build-isolation 
 if step build 200 $PY -m asl_edge build-ext --cuda --cuda-arch "$ARCH" --build-dir build/gpu-native --jobs "$(nproc)"; then
   step doctor 30 bash -c "$PY -m asl_edge doctor --json > '$OUT/doctor.json'"
   step tests 120 $PY -m pytest -q -p no:cacheprovider tests/test_ops_cuda.py tests/test_ops.py tests/test_attention.py \
+    tests/test_runtime_cuda.py \
     --junitxml="$OUT/pytest.xml"
   step train_tests 100 $PY -m pytest -q -p no:cacheprovider tests/test_trainer.py tests/test_train_losses.py \
     -k "not easy_run and not reaches and not reproduces" --junitxml="$OUT/pytest_train.xml"

@@ -10,7 +10,8 @@ from typing import Dict, Optional
 
 import torch
 
-from asl_edge.model import CheckpointError, input_channels, load_checkpoint, padded_length, padding_unit
+from asl_edge.model import (CheckpointError, input_channels, load_checkpoint, padded_length, padding_unit,
+                            shortest_input_length)
 from asl_edge.ops import native_state
 from asl_edge.outputs import write_json
 from asl_edge.runtime import ArtifactError, load
@@ -47,9 +48,14 @@ def _validate(spec: ExportSpec, config) -> ExportSpec:
     if spec.format in ("onnx-trt", "engine") and not native_state().loaded:
         raise ExportError(f"the {spec.format} format puts the native asl_edge ops in the graph, and they are "
                           f"unavailable: {native_state().reason}")
-    max_length = max(spec.max_length or 4 * spec.window, spec.window)   # --dynamic: 4x the window unless told
-    return replace(spec, length_multiple=unit, max_length=max_length // unit * unit if spec.dynamic_length
-                   else spec.window)
+    if not spec.dynamic_length:
+        return replace(spec, length_multiple=unit, min_length=spec.window, max_length=spec.window)
+    if spec.window % unit:
+        raise ExportError(f"--dynamic lets T vary in multiples of the padding unit {unit}, and --window {spec.window} "
+                          f"is not one: pass a --window that is (max_seq_len is {config.dataset.max_seq_len})")
+    max_length = max(spec.max_length or 4 * spec.window, spec.window)   # 4x the window unless told
+    return replace(spec, length_multiple=unit, min_length=shortest_input_length(config),
+                   max_length=max_length // unit * unit)
 
 
 def _write(spec: ExportSpec, module, example, out_dir: Path, plugin_library: Optional[Path]):
@@ -92,8 +98,8 @@ def export_checkpoint(ckpt_path, spec: ExportSpec, out_dir, plugin_library: Opti
     network = copy.deepcopy(model).to(spec.device, dtype)   # `model` stays the fp32 CPU reference
     module = NetworkWithDetections(network, config, spec.window) if spec.postprocess else NetworkOutputs(network)
     rows = max(spec.batch, 2) if spec.dynamic_batch else spec.batch     # a batch of 1 would be specialised
-    example = (torch.zeros(rows, input_channels(config), spec.window, device=spec.device, dtype=dtype),
-               torch.ones(rows, spec.window, dtype=torch.bool, device=spec.device))
+    example = (torch.zeros(rows, input_channels(config), spec.trace_length, device=spec.device, dtype=dtype),
+               torch.ones(rows, spec.trace_length, dtype=torch.bool, device=spec.device))
     start = time.perf_counter()
     try:
         written = _write(spec, module, example, out_dir, plugin_library)

@@ -76,6 +76,7 @@ def make_metadata(model: torch.nn.Module, config: Config, spec: ExportSpec, expo
         "dynamic_length": spec.dynamic_length,
         "dynamic_batch": spec.dynamic_batch,
         "length_multiple": spec.length_multiple,
+        "min_length": spec.min_length,
         "max_length": spec.max_length,
         "postprocess": spec.postprocess,
         **io_description(config, spec),

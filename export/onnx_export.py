@@ -28,7 +28,7 @@ from torch import Tensor
 
 from asl_edge.outputs import atomic_output
 
-from .spec import INPUT_NAMES, ExportError, ExportSpec, Exported
+from .spec import INPUT_NAMES, ExportError, ExportSpec, Exported, dynamic_shapes
 
 FLAVOURS = ("portable", "trt")
 DOMAIN = "asl_edge"
@@ -147,27 +147,6 @@ def _ops_for(flavour: str) -> Iterator[None]:
 
 
 # --- export ----------------------------------------------------------------------------------------
-
-def _dynamic_shapes(spec: ExportSpec):
-    if not (spec.dynamic_batch or spec.dynamic_length):
-        return None
-    from torch.export import Dim
-
-    feature_dims: Dict[int, object] = {}
-    mask_dims: Dict[int, object] = {}
-    if spec.dynamic_batch:
-        batch = Dim("batch", min=1, max=1024)
-        feature_dims[0] = mask_dims[0] = batch
-    if spec.dynamic_length:
-        unit = max(1, int(spec.length_multiple))
-        max_length = max(int(spec.max_length), int(spec.window))
-        if unit > 1:
-            length = unit * Dim("T_units", min=1, max=max(1, max_length // unit))
-        else:
-            length = Dim("T", min=2, max=max_length)
-        feature_dims[2] = mask_dims[1] = length
-    return (feature_dims, mask_dims)
-
 
 def _quiet_export(*args, **kwargs):
     """torch.onnx.export with its progress prints and the exporter's chatty warnings kept out of the
@@ -288,7 +267,7 @@ def export_onnx(module: torch.nn.Module, example: Tuple[Tensor, Tensor], out_pat
         program = _quiet_export(
             module, (features, mask), dynamo=True, input_names=list(INPUT_NAMES),
             output_names=list(spec.output_names), opset_version=spec.opset,
-            dynamic_shapes=_dynamic_shapes(spec),
+            dynamic_shapes=dynamic_shapes(spec),
             custom_translation_table=_translation_table(flavour), optimize=True, verify=False, verbose=False)
     model = program.model_proto
     custom = _custom_ops(model)

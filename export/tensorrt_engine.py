@@ -52,8 +52,8 @@ def profile_shapes(spec: ExportSpec, channels: int) -> Profile:
     """Optimization profile of the inputs ``features`` (B, C, T) and ``mask`` (B, T).
 
     Batch: ``spec.batch`` when static; 1 .. max(batch, DYNAMIC_MAX_BATCH) with opt = batch when
-    dynamic. Length: ``spec.window`` when static; length_multiple .. max_length (rounded down to a
-    multiple) with opt = window when dynamic.
+    dynamic. Length: ``spec.window`` when static; min_length .. max_length (rounded down to a
+    multiple of length_multiple) with opt = window when dynamic.
     """
     if channels is None or int(channels) <= 0:
         raise ExportError(f"features need a positive channel count, got {channels}")
@@ -69,10 +69,11 @@ def profile_shapes(spec: ExportSpec, channels: int) -> Profile:
                               "--postprocess")
         unit = max(int(spec.length_multiple), 1)
         top = (spec.max_length // unit) * unit
-        if spec.window % unit or not unit <= spec.window <= top:
-            raise ExportError(f"dynamic length: window {spec.window} must be a multiple of {unit} between {unit} "
+        bottom = max(spec.min_length, unit)
+        if spec.window % unit or not bottom <= spec.window <= top:
+            raise ExportError(f"dynamic length: window {spec.window} must be a multiple of {unit} between {bottom} "
                               f"and max_length {spec.max_length}")
-        length = (unit, spec.window, top)
+        length = (bottom, spec.window, top)
     else:
         length = (spec.window,) * 3
     keys = ("min", "opt", "max")

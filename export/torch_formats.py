@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Tuple
 
 import torch
 from torch import Tensor
 
 from asl_edge.outputs import atomic_output
 
-from .spec import ExportSpec, Exported
+from .spec import ExportSpec, Exported, dynamic_shapes
 
 
 def export_torchscript(module: torch.nn.Module, example: Tuple[Tensor, Tensor], out_path: Path,
@@ -23,21 +23,9 @@ def export_torchscript(module: torch.nn.Module, example: Tuple[Tensor, Tensor], 
     return Exported(out_path, {"native_ops": False})
 
 
-def _dynamic_shapes(spec: ExportSpec) -> Optional[Dict]:
-    if not (spec.dynamic_length or spec.dynamic_batch):
-        return None
-    batch = torch.export.Dim("batch", min=1, max=1024) if spec.dynamic_batch else None
-    length = None
-    if spec.dynamic_length:
-        units = torch.export.Dim("units", min=1, max=max(spec.max_length // spec.length_multiple, 2))
-        length = spec.length_multiple * units
-    return {"features": {0: batch, 2: length} if batch is not None else {2: length},
-            "mask": {0: batch, 1: length} if batch is not None else {1: length}}
-
-
 def export_program(module: torch.nn.Module, example: Tuple[Tensor, Tensor], spec: ExportSpec):
     """``torch.export`` of the module; dynamic T and B as the spec says."""
-    return torch.export.export(module, example, dynamic_shapes=_dynamic_shapes(spec))
+    return torch.export.export(module, example, dynamic_shapes=dynamic_shapes(spec))
 
 
 def _uses_native_ops(program) -> bool:

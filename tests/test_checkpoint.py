@@ -52,7 +52,7 @@ def test_missing_and_corrupt_files(tmp_path):
         load_checkpoint(tmp_path / "nope.pt")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x00not a checkpoint at all" * 10)
-    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="is not an asl-edge checkpoint or is damaged"):
         load_checkpoint(bad)
     # a truncated real checkpoint
     config = small_config()
@@ -60,7 +60,7 @@ def test_missing_and_corrupt_files(tmp_path):
     save_checkpoint(build_model(config), config, good)
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match="not a readable"):
+    with pytest.raises(CheckpointError, match="or is damaged"):
         load_checkpoint(truncated)
 
 
@@ -74,8 +74,11 @@ class Payload:
 def test_weights_only_refuses_arbitrary_objects(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"format": "asl-edge-checkpoint", "obj": Payload()}, path)
-    with pytest.raises(CheckpointError, match="not a readable"):
+    with pytest.raises(CheckpointError, match="or is damaged") as info:
         load_checkpoint(path)
+    message = str(info.value)
+    assert "\n" not in message and "weights_only=False" not in message   # no advice to unpickle it
+    assert "weights_only" in str(info.value.__cause__)                    # torch's detail stays chained
 
 
 def test_foreign_dict_and_actionformer_hint(tmp_path):

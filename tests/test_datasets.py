@@ -299,7 +299,8 @@ def test_records_follow_the_file_order_and_split_aliases(tmp_path):
     records, skipped = load_records(config, ["train", "VAL"])
     assert [r.video_id for r in records] == ["b", "a", "c"] and skipped == []
     b, a, c = records
-    assert b.subset == "Training" and b.fps == 30.0 and b.duration == 12.0
+    # ActionFormer's rule: dataset.default_fps, when set, wins over the video's own fps
+    assert b.subset == "Training" and b.fps == 25.0 and b.duration == 12.0
     assert b.segments.dtype == np.float64 and b.segments.tolist() == [[1.0, 2.0], [3.0, 9.5]]
     assert b.labels.dtype == np.int64 and b.labels.tolist() == [2, 0]
     assert b.feature_path == tmp_path / "feats" / "b.npy"
@@ -325,9 +326,10 @@ def ann(**fields):
 
 @pytest.mark.parametrize("entry, field", [
     (video(fps=None), r"'fps'.*dataset.default_fps"),
-    (video(fps=0), r"'fps' must be a positive number, got 0"),
+    (video(fps=0), r"fps must be a positive finite number, got 0"),
+    (video(fps=float("nan")), r"fps must be a positive finite number, got nan"),
     ({"subset": "training", "fps": 4.0, "annotations": []}, r"missing field 'duration'"),
-    (video(duration=-1.0), r"'duration' must be a positive number"),
+    (video(duration=-1.0), r"'duration' must be a positive finite number"),
     ({"fps": 4.0, "duration": 4.0}, "missing field 'subset'"),
     (video(annotations={"a": 1}), r"'annotations' must be a list"),
     (video(annotations=[ann(segment=[2.0, 2.0])]), r"annotation 0: 'segment' must end after it starts"),

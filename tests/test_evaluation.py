@@ -4,14 +4,18 @@ import json
 
 import pytest
 
+import numpy as np
+
 from asl_edge.train.evaluation import (
     EvaluationError,
+    EvaluationWarning,
     GroundTruth,
     Prediction,
     evaluate_detections,
     load_ground_truth,
     load_predictions,
     parse_tious,
+    segment_iou,
 )
 
 
@@ -147,7 +151,7 @@ def test_load_ground_truth_split_case_insensitive(tmp_path):
     assert gt.videos == ["v1", "v2"]
     assert gt.classes == ["a", "b"]
     assert len(gt.segments) == 3
-    assert gt.label_names == {0: "a", 1: "b", 2: "c"}
+    assert gt.label_names == {0: "a", 1: "b"}          # only the requested split is read
     assert load_ground_truth(write(tmp_path, "gt.json", GT_JSON), "training").classes == ["c"]
 
 
@@ -177,7 +181,9 @@ def test_both_prediction_formats_agree(tmp_path):
         ({"database": {"v1": {"annotations": []}}}, "'v1': missing field 'subset'"),
         ({"database": {"v1": {"subset": "test", "annotations": [{"segment": [0, 1]}]}}}, "'v1', annotation 0: missing field 'label'"),
         ({"database": {"v1": {"subset": "test", "annotations": [{"label": "a"}]}}}, "missing field 'segment'"),
-        ({"database": {"v1": {"subset": "test", "annotations": [{"label": "a", "segment": [5, 1]}]}}}, "ends before it starts"),
+        ({"database": {"v1": {"subset": "test", "annotations": [{"label": "a", "segment": [1, "x"]}]}}}, "two numbers"),
+        ({"database": {"v1": {"subset": "test", "annotations": [{"label": "a", "segment": [1, float("nan")]}]}}},
+         "not finite"),
         ({"database": {"v1": {"subset": "test", "annotations": [{"label": "a", "segment": [0]}]}}}, "'segment' must be [start, end]"),
         ({"database": {"v1": {"subset": "train", "annotations": []}}}, "no video has subset"),
     ],
@@ -231,3 +237,97 @@ def test_eval_detections_cli_prints_a_table_and_writes_json(tmp_path, capsys):
     assert result["mAP_per_tiou"] == [0.5] and result["average_mAP"] == 0.5
     assert main(["eval-detections", "--gt", str(tmp_path / "missing.json"), "--pred",
                  str(tmp_path / "pred.json")]) == 2
+
+
+# ------------------------------------------------ input the official evaluator scores, scored alike
+
+
+def test_other_splits_are_not_read(tmp_path):
+    gt = {"database": {
+        "v1": {"subset": "test", "annotations": [{"label": "a", "segment": [0, 10]}]},
+        "v2": {"subset": "training", "annotations": [{"segment": "junk", "label_id": "x"}, {"label": "b"}]},
+        "v3": {"subset": "validation", "annotations": "not even a list"}}}
+    loaded = load_ground_truth(write(tmp_path, "gt.json", gt), "test")
+    assert loaded.videos == ["v1"] and loaded.classes == ["a"]
+
+
+def test_inverted_and_long_segments_are_scored_as_the_official_evaluator_reads_them(tmp_path):
+    gt = {"database": {"v1": {"subset": "test", "annotations": [
+        {"label": "a", "segment": [0, 10, 99]},           # first two numbers used
+        {"label": "b", "segment": [5, 2]}]}}}             # inverted GT: counts, can never be matched
+    pred = {"results": {"v1": [
+        {"label": "a", "score": 0.9, "segment": [186.939, 176.25]},   # inverted: overlaps nothing, FP
+        {"label": "a", "score": 0.8, "segment": [0, 10]},
+        {"label": "b", "score": 0.7, "segment": [2, 5, 0]}]}}
+    with pytest.warns(EvaluationWarning) as caught:
+        loaded = load_ground_truth(write(tmp_path, "gt.json", gt), "test")
+        predictions = load_predictions(write(tmp_path, "p.json", pred), loaded)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2                                     # once per file, with counts
+    assert "1 end before they start" in messages[0] and "1 have more than two numbers" in messages[0]
+    assert "1 end before they start" in messages[1] and "1 have more than two numbers" in messages[1]
+    assert loaded.segments == [("v1", "a", 0.0, 10.0), ("v1", "b", 5.0, 2.0)]
+    result = evaluate_detections(loaded, predictions, [0.5])
+    # class a: FP then TP -> precision 1/2 at recall 1 -> AP 1/2; class b: its only GT is inverted -> 0
+    assert result["ap_per_class"] == {"a": [0.5], "b": [0.0]}
+
+
+def test_a_zero_union_overlaps_nothing():
+    # the official utils.segment_iou divides 0 by 0 here, and NaN < threshold is False
+    assert segment_iou(np.array([5.0, 5.0]), np.array([[5.0, 5.0], [4.0, 6.0]])).tolist() == [0.0, 0.0]
+
+
+def test_predictions_by_label_id_need_ids_in_the_ground_truth(tmp_path):
+    gt = load_ground_truth(write(tmp_path, "gt.json", {"database": {
+        "v1": {"subset": "test", "annotations": [{"label": "Jump", "segment": [1, 3]}]}}}), "test")
+    pred = write(tmp_path, "p.json", {"results": {"v1": [{"label_id": 0, "score": 0.9, "segment": [1, 3]}]}})
+    with pytest.raises(EvaluationError, match="the ground truth has no 'label_id' to name it"):
+        load_predictions(pred, gt)
+    ambiguous = load_ground_truth(write(tmp_path, "gt2.json", {"database": {"v1": {"subset": "test", "annotations": [
+        {"label": "Jump", "label_id": 0, "segment": [1, 3]}, {"label": "Run", "label_id": 0, "segment": [4, 6]}]}}}),
+        "test")
+    with pytest.raises(EvaluationError, match="'label_id' 0 names more than one label"):
+        load_predictions(pred, ambiguous)
+
+
+MISMATCH_GT = {"database": {
+    "v1": {"subset": "test", "annotations": [{"label": "Jump", "segment": [1.0, 3.0]},
+                                              {"label": "Run", "segment": [5.0, 9.0]}]}}}
+
+
+def eval_cli(tmp_path, pred, *extra):
+    from asl_edge.cli import main
+
+    (tmp_path / "gt.json").write_text(json.dumps(MISMATCH_GT))
+    (tmp_path / "pred.json").write_text(json.dumps(pred))
+    return main(["eval-detections", "--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "pred.json"),
+                 "--tiou", "0.5", *extra])
+
+
+def test_predictions_that_cannot_match_anything_are_an_error(tmp_path, capsys):
+    pred = {"results": {"v1": [{"label": "jump", "score": 0.9, "segment": [1.0, 3.0]},
+                               {"label": "run", "score": 0.8, "segment": [5.0, 9.0]}]}}
+    assert eval_cli(tmp_path, pred) == 2
+    err = capsys.readouterr().err
+    assert "none of the 2 predictions can match the ground truth" in err
+    assert "'jump', 'run'" in err and "'Jump', 'Run'" in err
+    other_video = {"results": {"v9": [{"label": "Jump", "score": 0.9, "segment": [1.0, 3.0]}]}}
+    assert eval_cli(tmp_path, other_video) == 2
+    assert "1 of 1 predictions are for videos not in the split" in capsys.readouterr().err
+
+
+def test_unmatched_labels_and_videos_are_reported_and_recorded(tmp_path, capsys):
+    pred = {"results": {
+        "v1": [{"label": "Jump", "score": 0.9, "segment": [1.0, 3.0]},
+               {"label": "run", "score": 0.8, "segment": [5.0, 9.0]}],
+        "v7": [{"label": "Run", "score": 0.7, "segment": [5.0, 9.0]}]}}
+    assert eval_cli(tmp_path, pred, "--out", str(tmp_path / "map.json")) == 0
+    err = capsys.readouterr().err
+    assert "warning: 1 of 3 predictions have a label that is not a ground-truth class of the split (left out), " \
+           "e.g. 'run'" in err
+    assert "1 of 3 predictions are for videos not in the split (false positives), e.g. 'v7'" in err
+    result = json.loads((tmp_path / "map.json").read_text())
+    assert result["ap_per_class"] == {"Jump": [1.0], "Run": [0.0]}
+    assert result["unmatched"] == {"predictions": 3, "matchable": 1,
+                                   "label_not_in_ground_truth": {"count": 1, "examples": ["run"]},
+                                   "video_not_in_split": {"count": 1, "examples": ["v7"]}}

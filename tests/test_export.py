@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -233,3 +234,125 @@ def test_engine_export_without_tensorrt_fails_cleanly_and_keeps_the_graph(checkp
     assert "TensorRT is not installed" in err and "trtexec --onnx=" in err and "--staticPlugins=" in err
     meta, artifact = read_metadata(tmp_path)
     assert meta["format"] == "onnx-trt" and artifact.name == "model_trt.onnx"
+
+
+# ------------------------------------------ lengths, position encoding and what parity compares with
+
+
+@pytest.fixture(scope="module")
+def abs_pe_checkpoint(tmp_path_factory):
+    """small_config with absolute position encoding: max_seq_len 64, padding unit 32."""
+    config = small_config()
+    config.model.use_abs_pe = True
+    model = randomize_(build_model(config)).eval()
+    path = tmp_path_factory.mktemp("abs_pe") / "model.pt"
+    save_checkpoint(model, config, path)
+    return path, model, config
+
+
+@pytest.mark.parametrize("fmt", ["exported", "onnx", "torchscript"])
+def test_dynamic_export_with_absolute_position_encoding_runs_every_length_it_advertises(abs_pe_checkpoint,
+                                                                                        tmp_path, fmt):
+    ckpt, model, config = abs_pe_checkpoint
+    assert export(ckpt, tmp_path, "--format", fmt, "--dynamic", "--max-length", "256") == 0
+    meta, _ = read_metadata(tmp_path)
+    assert (meta["length_multiple"], meta["min_length"], meta["max_length"]) == (32, 64, 256)
+    parity = json.loads((tmp_path / "parity.json").read_text())
+    assert parity["passed"] and sorted(parity["outputs_per_length"]) == ["64", "96"]   # traced and another
+    backend = load(tmp_path)
+    for length in range(64, 257, 32):
+        features, mask = sample(config, length, seed=length, valid=length - 9)
+        with torch.no_grad():
+            want = model(features, mask)
+        for got, ref in zip(backend.run(features, mask), want):
+            assert torch.allclose(got, ref, atol=1e-4), (length, (got - ref).abs().max())
+    with pytest.raises(ValueError, match="from 64 up to 256"):      # below max_seq_len the network differs
+        backend.run(*sample(config, 32))
+
+
+def test_parity_compares_with_what_infer_gives_and_names_a_window_that_changes_results(abs_pe_checkpoint,
+                                                                                        checkpoint, tmp_path, capsys):
+    ckpt, model, config = abs_pe_checkpoint
+    assert export(ckpt, tmp_path / "abs", "--format", "torchscript", "--window", "96") == 1
+    parity = json.loads((tmp_path / "abs" / "parity.json").read_text())
+    short = parity["videos"]["short"]
+    assert not parity["passed"] and (short["checkpoint_T"], short["artifact_T"]) == (64, 96)
+    assert "absolute position encoding" in short["by_design"] and "--window 64" in short["by_design"]
+    assert "by design" in capsys.readouterr().err
+    video = sample(config, 50, seed=5)[0][0].t()          # the artifact does differ from `asl-edge infer`
+    assert load(tmp_path / "abs").detect(video, fps=30.0) != load(ckpt).detect(video, fps=30.0)
+    # without position encoding a larger window changes nothing, and parity says so
+    assert export(checkpoint[0], tmp_path / "plain", "--format", "torchscript", "--window", "96") == 0
+    plain = json.loads((tmp_path / "plain" / "parity.json").read_text())["videos"]["short"]
+    assert (plain["checkpoint_T"], plain["artifact_T"], plain["matched_fraction"]) == (64, 96, 1.0)
+
+
+def test_dynamic_export_at_one_padding_unit(tmp_path):
+    config = small_config(max_seq_len=32)                 # the window equals the padding unit
+    model = randomize_(build_model(config)).eval()
+    save_checkpoint(model, config, tmp_path / "m.pt")
+    assert export(tmp_path / "m.pt", tmp_path / "out", "--format", "exported", "--dynamic") == 0
+    backend = load(tmp_path / "out")
+    for length in (32, 64, 128):
+        features, mask = sample(config, length, seed=length, valid=length - 3)
+        with torch.no_grad():
+            want = model(features, mask)
+        for got, ref in zip(backend.run(features, mask), want):
+            assert torch.allclose(got, ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("dataset, steps, runs_at", [
+    ({"force_upsampling": True}, 1000, 64),                # every video is resized to max_seq_len
+    ({"downsample_rate": 3}, 700, 256),                    # ceil(700 / 3) = 234 steps -> T = 256
+])
+def test_dynamic_artifacts_take_the_lengths_the_network_grid_gives(tmp_path, dataset, steps, runs_at):
+    config = small_config(**dataset)
+    save_checkpoint(randomize_(build_model(config)).eval(), config, tmp_path / "m.pt")
+    assert export(tmp_path / "m.pt", tmp_path / "ts", "--format", "torchscript", "--dynamic",
+                  "--max-length", "256", "--no-parity") == 0
+    backend = load(tmp_path / "ts")
+    seen = []
+    run = backend.run
+    backend.run = lambda features, mask: seen.append(features.shape[2]) or run(features, mask)
+    features = torch.randn(steps, 24, generator=torch.Generator().manual_seed(0))
+    detections = backend.detect(features, fps=30.0)
+    assert seen == [runs_at]
+    want = load(tmp_path / "m.pt").detect(features, fps=30.0)
+    assert [d["label_id"] for d in detections] == [d["label_id"] for d in want]
+
+
+def test_a_video_beyond_the_dynamic_maximum_is_refused_with_its_network_length(tmp_path):
+    config = small_config(downsample_rate=3)
+    save_checkpoint(build_model(config).eval(), config, tmp_path / "m.pt")
+    assert export(tmp_path / "m.pt", tmp_path / "ts", "--format", "torchscript", "--dynamic",
+                  "--max-length", "256", "--no-parity") == 0
+    # 769 features -> every 3rd: 257 steps (not 256), which need T = 288 > 256
+    with pytest.raises(ValueError, match="769 features make 257 network steps, which need T = 288"):
+        load(tmp_path / "ts").detect(torch.zeros(769, 24), fps=30.0)
+
+
+def test_exporting_into_the_checkpoint_folder_keeps_the_checkpoint_loadable(checkpoint, tmp_path):
+    ckpt, model, config = checkpoint
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(ckpt, run / "model.pt")
+    assert export(run / "model.pt", run, "--format", "torchscript", "--window", str(WINDOW), "--no-parity") == 0
+    assert load(run / "model.pt").format == "checkpoint"
+    assert load(run).format == "torchscript"
+    from asl_edge.localizer import Localizer
+
+    assert Localizer.from_checkpoint(run / "model.pt").config.dataset.max_seq_len == 64
+
+
+def test_cuda_graphs_are_refused_clearly_where_they_cannot_work(checkpoint, tmp_path):
+    ckpt, _, _ = checkpoint
+    assert export(ckpt, tmp_path / "post", "--format", "torchscript", "--window", str(WINDOW), "--postprocess",
+                  "--no-parity") == 0
+    with pytest.raises(ValueError, match="decode \\+ NMS in its graph.*export without --postprocess"):
+        load(tmp_path / "post", device="cpu", cuda_graphs=True)
+    assert export(ckpt, tmp_path / "ep", "--format", "exported", "--window", str(WINDOW), "--no-parity") == 0
+    with pytest.raises(ValueError, match="cuda_graphs is for the eager \\(checkpoint\\) and TorchScript backends, "
+                                         "not the exported format"):
+        load(tmp_path / "ep", cuda_graphs=True)
+    with pytest.raises(ValueError, match="cuda_graphs needs a CUDA device, not cpu"):
+        load(ckpt, cuda_graphs=True)

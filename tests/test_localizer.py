@@ -89,3 +89,30 @@ def test_bad_features(feats, message):
 def test_fps_is_required_without_default():
     with pytest.raises(ValueError, match="fps"):
         Localizer(build_model(small_config()), small_config()).detect(np.zeros((5, 24), np.float32))
+
+
+def test_default_fps_wins_over_the_videos_own_fps():
+    """ActionFormer's rule: a config's dataset.default_fps is the rate the features were
+    extracted at, so a video's own fps is not used when it is set."""
+    net = OracleNetwork(point=10, label=1, offsets=(2.0, 3.0))
+    config = small_config(default_fps=15.0)
+    feats = np.zeros((40, 24), np.float32)
+    dets = Localizer(net, config).detect(feats, fps=29.97, duration=100.0)
+    assert dets[0]["start"] == pytest.approx(40 / 15) and dets[0]["end"] == pytest.approx(60 / 15)
+
+
+@pytest.mark.parametrize("fps, duration, message", [
+    (float("nan"), None, "fps must be a positive finite number, got nan"),
+    (float("inf"), None, "fps must be a positive finite number, got inf"),
+    (0.0, None, "fps must be a positive finite number, got 0.0"),
+    (30.0, -5.0, "duration must be a positive finite number, got -5.0"),
+    (30.0, float("nan"), "duration must be a positive finite number, got nan"),
+    (30.0, 0.0, "duration must be a positive finite number"),
+])
+def test_fps_and_duration_are_validated(fps, duration, message):
+    localizer = Localizer(OracleNetwork(point=1, label=0, offsets=(1.0, 1.0)), small_config())
+    with pytest.raises(ValueError, match=message):
+        localizer.detect(np.zeros((5, 24), np.float32), fps=fps, duration=duration)
+    with pytest.raises(ValueError, match="dataset.default_fps must be a positive finite number"):
+        Localizer(OracleNetwork(1, 0, (1.0, 1.0)), small_config(default_fps=float("nan"))).detect(
+            np.zeros((5, 24), np.float32))

@@ -201,7 +201,7 @@ def test_eval_command_errors(tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     assert main(["eval", "--ckpt", str(bad)]) == 2
-    assert "not a readable" in capsys.readouterr().err
+    assert "is not an asl-edge checkpoint or is damaged" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="AMP training needs a CUDA GPU")

@@ -7,7 +7,9 @@ The annotation file is ``{"database": {video_id: {"subset", "fps", "duration", "
 Items are built on exactly the grid the :class:`asl_edge.localizer.Localizer` uses at inference
 (every ``downsample_rate``-th feature, optionally resized to ``max_seq_len``), and segments are
 mapped to it with :func:`asl_edge.postprocess.timebase.seconds_to_grid`, so predictions of the
-trained model map back to seconds exactly as inference maps them. Training items are randomly
+trained model map back to seconds exactly as inference maps them. A video's fps is the config's
+``dataset.default_fps`` when it is set and the annotation's ``fps`` only otherwise (ActionFormer's
+rule, :func:`asl_edge.postprocess.resolve_fps`, which inference applies too). Training items are randomly
 cropped as ActionFormer does; all randomness of an item comes from the seed it is asked with.
 """
 
@@ -27,7 +29,7 @@ from torch import Tensor
 from asl_edge.config import Config
 from asl_edge.model import input_channels
 from asl_edge.localizer import FeatureError, check_features, network_grid_features
-from asl_edge.postprocess.timebase import seconds_to_grid
+from asl_edge.postprocess.timebase import positive_number, resolve_fps, seconds_to_grid
 
 from .evaluation import _subset_key
 
@@ -171,8 +173,11 @@ def load_records(config: Config, splits: Union[str, Sequence[str]], require_acti
     if d.json_file is None:
         raise DatasetError("dataset.json_file is not set")
     json_path = Path(d.json_file)
-    if d.default_fps is not None and not d.default_fps > 0:
-        raise DatasetError(f"dataset.default_fps must be positive, got {d.default_fps}")
+    if d.default_fps is not None:
+        try:
+            positive_number(d.default_fps, "dataset.default_fps")
+        except ValueError as err:
+            raise DatasetError(str(err)) from None
     folder = _feature_folder(d.feat_folder)
     splits = [splits] if isinstance(splits, str) else list(splits)
     wanted = {_subset_key(name) for name in splits}
@@ -236,27 +241,17 @@ def _read_database(path: Path) -> dict:
     return data["database"]
 
 
-def _positive(value: Any, field: str, json_path: Path) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if isinstance(value, bool) or not (math.isfinite(number) and number > 0):
-        raise _Problem(f"{json_path}: '{field}' must be a positive number, got {value!r}")
-    return number
-
-
 def _parse_video(video_id: str, entry: dict, json_path: Path, folder: Path, config: Config) -> VideoRecord:
     d = config.dataset
-    if entry.get("fps") is not None:
-        fps = _positive(entry["fps"], "fps", json_path)
-    elif d.default_fps is not None:
-        fps = float(d.default_fps)
-    else:
+    if d.default_fps is None and entry.get("fps") is None:
         raise _Problem(f"{json_path}: missing field 'fps' and the config has no dataset.default_fps")
     if entry.get("duration") is None:
         raise _Problem(f"{json_path}: missing field 'duration'")
-    duration = _positive(entry["duration"], "duration", json_path)
+    try:
+        fps = resolve_fps(d.default_fps, entry.get("fps"))
+        duration = positive_number(entry["duration"], "'duration'")
+    except ValueError as err:
+        raise _Problem(f"{json_path}: {err}") from None
     annotations = entry.get("annotations", [])
     if not isinstance(annotations, list):
         raise _Problem(f"{json_path}: 'annotations' must be a list")

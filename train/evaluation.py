@@ -23,11 +23,21 @@ for both: descending by value, **ties in reverse input order** (for predictions 
 the file's order: videos as listed, then each video's list). This equals the official result
 whenever its argsort is stable on the tied entries, and is reproducible everywhere.
 
-Deliberate differences from the official script, none of which changes a number it produces:
-predictions whose label has no ground truth in the split are ignored (the official code raises
-KeyError); a class with GT but no predictions gets AP 0 (the official code fails on the empty
-frame); no blocked-video list is downloaded. As in the official code, predictions for videos that
-are not in the split are false positives of their class.
+Input the official script reads, read the same way: only the videos of the requested split (other
+splits are not looked at); a segment's first two numbers (more are ignored); segments that end
+before they start (an inverted prediction overlaps nothing and is a false positive; an inverted GT
+segment can never be matched but counts in the recall). Both are reported once per file with
+counts (:class:`EvaluationWarning`). What it cannot read either is refused with the video and
+field named: missing keys, non-numbers, NaN or infinite values.
+
+Deliberate differences from the official script, none of which changes a number it produces on
+input it accepts: predictions whose label is not a GT class of the split are left out and
+reported (the official code raises KeyError); when no prediction has both a GT class and a video
+of the split, ``evaluate_detections(..., require_match=True)`` raises instead of scoring 0; a class
+with GT but no predictions gets AP 0 (the official code fails on the empty frame); a degenerate
+pair whose union is 0 (tIoU 0/0) overlaps nothing (the official NaN compares as a match); no
+blocked-video list is downloaded. As in the official code, predictions for videos that are not in
+the split are false positives of their class (and reported).
 
 Recall@k (not part of the official detection script; our definition): for each video, its
 predictions of all classes are ranked by score (same tie rule) and cut to the top k; a GT segment is
@@ -41,8 +51,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Dict, Hashable, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Hashable, Iterable, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -50,6 +62,7 @@ __all__ = [
     "GroundTruth",
     "Prediction",
     "EvaluationError",
+    "EvaluationWarning",
     "load_ground_truth",
     "load_predictions",
     "parse_tious",
@@ -57,6 +70,8 @@ __all__ = [
     "interpolated_ap",
     "average_precision",
     "evaluate_detections",
+    "unmatched_predictions",
+    "describe_unmatched",
     "recall_at_k",
     "THUMOS_TIOUS",
     "ACTIVITYNET_TIOUS",
@@ -81,6 +96,10 @@ class EvaluationError(ValueError):
     """A malformed annotation or prediction file (the message names the video and field)."""
 
 
+class EvaluationWarning(UserWarning):
+    """Input the evaluator scores as the official one does but a user should hear about."""
+
+
 @dataclass
 class GroundTruth:
     """GT segments of one split, in file order (videos as listed, then annotations)."""
@@ -89,6 +108,7 @@ class GroundTruth:
     segments: List[Tuple[str, Hashable, float, float]] = field(default_factory=list)
     classes: List[Hashable] = field(default_factory=list)  # order of first appearance
     label_names: Dict[int, Hashable] = field(default_factory=dict)  # label_id -> label
+    ambiguous_ids: Set[int] = field(default_factory=set)  # label_ids given to more than one label
 
 
 @dataclass
@@ -113,18 +133,31 @@ def _read_json(path: "os.PathLike[str] | str", what: str) -> Any:
         raise EvaluationError(f"{what} file {path} is not valid JSON: {exc}") from None
 
 
-def _segment(value: Any, where: str) -> Tuple[float, float]:
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
+def _segment(value: Any, where: str, odd: Counter) -> Tuple[float, float]:
+    """``[start, end]`` from the first two numbers of ``value``, as the official evaluator reads a
+    segment; segments that end before they start and ones with more numbers are counted in ``odd``."""
+    if not isinstance(value, (list, tuple)) or len(value) < 2:
         raise EvaluationError(f"{where}: 'segment' must be [start, end], got {value!r}")
     try:
         start, end = float(value[0]), float(value[1])
     except (TypeError, ValueError):
-        raise EvaluationError(f"{where}: 'segment' must hold two numbers, got {value!r}") from None
+        raise EvaluationError(f"{where}: 'segment' must start with two numbers, got {value!r}") from None
     if not (math.isfinite(start) and math.isfinite(end)):
         raise EvaluationError(f"{where}: 'segment' is not finite: {value!r}")
-    if end < start:
-        raise EvaluationError(f"{where}: 'segment' ends before it starts: {value!r}")
+    odd["inverted"] += end < start
+    odd["extra"] += len(value) > 2
     return start, end
+
+
+def _warn_odd_segments(odd: Counter, what: str) -> None:
+    """One EvaluationWarning for the unusual segments ``_segment`` counted in one file."""
+    parts = []
+    if odd["inverted"]:
+        parts.append(f"{odd['inverted']} end before they start (scored as given: they overlap nothing)")
+    if odd["extra"]:
+        parts.append(f"{odd['extra']} have more than two numbers (the first two are used)")
+    if parts:
+        warnings.warn(f"{what}: of its segments, " + "; ".join(parts), EvaluationWarning, stacklevel=3)
 
 
 def _subset_key(name: Any) -> str:
@@ -136,7 +169,7 @@ def load_ground_truth(path: "os.PathLike[str] | str", split: str) -> GroundTruth
     """Read an ActionFormer/ActivityNet annotation JSON and keep the videos of ``split``.
 
     ``split`` matches each video's ``subset`` case-insensitively, with test/testing,
-    val/validation and train/training treated as the same name.
+    val/validation and train/training treated as the same name. Only that split is read.
     """
     data = _read_json(path, "ground-truth")
     if not isinstance(data, dict) or not isinstance(data.get("database"), dict):
@@ -144,48 +177,46 @@ def load_ground_truth(path: "os.PathLike[str] | str", split: str) -> GroundTruth
     want = _subset_key(split)
     gt = GroundTruth()
     seen_classes = set()
+    odd: Counter = Counter()
     for vid, entry in data["database"].items():
         where = f"ground truth {path}, video {vid!r}"
         if not isinstance(entry, dict):
             raise EvaluationError(f"{where}: entry must be an object")
         if "subset" not in entry:
             raise EvaluationError(f"{where}: missing field 'subset'")
+        if _subset_key(entry["subset"]) != want:
+            continue
         anns = entry.get("annotations", [])
         if not isinstance(anns, list):
             raise EvaluationError(f"{where}: 'annotations' must be a list")
-        # Label/id pairs are collected from every split so predictions by id can be named.
+        gt.videos.append(str(vid))
         for i, ann in enumerate(anns):
             if not isinstance(ann, dict):
                 raise EvaluationError(f"{where}, annotation {i}: must be an object")
-            if "label" not in ann:
-                raise EvaluationError(f"{where}, annotation {i}: missing field 'label'")
-            if "label_id" in ann:
-                try:
-                    lid = int(ann["label_id"])
-                except (TypeError, ValueError):
-                    raise EvaluationError(
-                        f"{where}, annotation {i}: 'label_id' must be an integer, got {ann['label_id']!r}"
-                    ) from None
-                prev = gt.label_names.setdefault(lid, ann["label"])
-                if prev != ann["label"]:
-                    raise EvaluationError(
-                        f"{where}, annotation {i}: 'label_id' {lid} is {ann['label']!r} here but {prev!r} elsewhere"
-                    )
-        if _subset_key(entry["subset"]) != want:
-            continue
-        gt.videos.append(str(vid))
-        for i, ann in enumerate(anns):
-            if "segment" not in ann:
-                raise EvaluationError(f"{where}, annotation {i}: missing field 'segment'")
-            start, end = _segment(ann["segment"], f"{where}, annotation {i}")
+            for key in ("label", "segment"):
+                if key not in ann:
+                    raise EvaluationError(f"{where}, annotation {i}: missing field {key!r}")
+            start, end = _segment(ann["segment"], f"{where}, annotation {i}", odd)
             label = ann["label"]
+            _record_label_id(gt, ann.get("label_id"), label)
             if label not in seen_classes:
                 seen_classes.add(label)
                 gt.classes.append(label)
             gt.segments.append((str(vid), label, start, end))
     if not gt.videos:
         raise EvaluationError(f"ground-truth file {path}: no video has subset {split!r}")
+    _warn_odd_segments(odd, f"ground truth {path}, split {split!r}")
     return gt
+
+
+def _record_label_id(gt: GroundTruth, label_id: Any, label: Hashable) -> None:
+    """Remember which label a GT ``label_id`` names (ids that are not integers are not used, as the
+    official evaluator never reads them; an id naming two labels is ambiguous)."""
+    if isinstance(label_id, bool) or not isinstance(label_id, (int, float)) or not float(label_id).is_integer():
+        return
+    lid = int(label_id)
+    if gt.label_names.setdefault(lid, label) != label:
+        gt.ambiguous_ids.add(lid)
 
 
 def _score(value: Any, where: str) -> float:
@@ -206,9 +237,10 @@ def load_predictions(
     """Read detections, in file order.
 
     Accepts ActivityNet result JSON ``{"results": {vid: [{"label", "score", "segment"}]}}`` and
-    ActionFormer-style JSON ``{"database": {vid: [{"segment", "label_id", "scores"}]}}``; in the
-    latter, ``label_id`` is turned into the label name through the ground truth's label/label_id
-    pairs when ``ground_truth`` has them, else the integer id is the class key.
+    ActionFormer-style JSON ``{"database": {vid: [{"segment", "label_id", "scores"}]}}``. A
+    detection with ``label_id`` and no ``label`` is named through the ground truth's
+    label/label_id pairs; with a ground truth that has none (or names that id twice) that is an
+    error. Without ``ground_truth`` the integer id is the class key.
     """
     data = _read_json(path, "prediction")
     if isinstance(data, dict) and isinstance(data.get("results"), dict):
@@ -220,8 +252,8 @@ def load_predictions(
             f"prediction file {path}: expected {{'results': {{video: [...]}}}} (ActivityNet) or "
             f"{{'database': {{video: [...]}}}} (ActionFormer)"
         )
-    names = ground_truth.label_names if ground_truth is not None else {}
     preds: List[Prediction] = []
+    odd: Counter = Counter()
     for vid, items in videos.items():
         where = f"predictions {path}, video {vid!r}"
         if not isinstance(items, list):
@@ -232,22 +264,35 @@ def load_predictions(
                 raise EvaluationError(f"{w}: must be an object")
             if "segment" not in item:
                 raise EvaluationError(f"{w}: missing field 'segment'")
-            start, end = _segment(item["segment"], w)
+            start, end = _segment(item["segment"], w, odd)
             if "label" in item:
                 label = item["label"]
             elif "label_id" in item:
-                try:
-                    lid = int(item["label_id"])
-                except (TypeError, ValueError):
-                    raise EvaluationError(f"{w}: 'label_id' must be an integer, got {item['label_id']!r}") from None
-                label = names.get(lid, lid) if names else lid
+                label = _named_label_id(item["label_id"], ground_truth, w)
             else:
                 raise EvaluationError(f"{w}: missing field 'label'" + (" or 'label_id'" if style == "database" else ""))
             key = "score" if "score" in item else "scores" if "scores" in item else None
             if key is None:
                 raise EvaluationError(f"{w}: missing field 'score'" + (" or 'scores'" if style == "database" else ""))
             preds.append(Prediction(str(vid), label, start, end, _score(item[key], f"{w}, field {key!r}")))
+    _warn_odd_segments(odd, f"predictions {path}")
     return preds
+
+
+def _named_label_id(value: Any, gt: Optional[GroundTruth], where: str) -> Hashable:
+    """The label a prediction's ``label_id`` stands for (the id itself without a ground truth)."""
+    try:
+        lid = int(value)
+    except (TypeError, ValueError):
+        raise EvaluationError(f"{where}: 'label_id' must be an integer, got {value!r}") from None
+    if gt is None:
+        return lid
+    if not gt.label_names:
+        raise EvaluationError(f"{where}: the prediction gives only 'label_id' {lid}, and the ground truth has no "
+                              "'label_id' to name it: give each prediction its 'label', or a ground truth with ids")
+    if lid in gt.ambiguous_ids:
+        raise EvaluationError(f"{where}: 'label_id' {lid} names more than one label in the ground truth")
+    return gt.label_names.get(lid, lid)
 
 
 def parse_tious(spec: "str | float | Sequence[float]") -> List[float]:
@@ -286,13 +331,14 @@ def parse_tious(spec: "str | float | Sequence[float]") -> List[float]:
 
 
 def segment_iou(target: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """tIoU of one [start, end] with N x [start, end] (the official ``utils.segment_iou``)."""
+    """tIoU of one [start, end] with N x [start, end] (the official ``utils.segment_iou``, except
+    that a pair with no overlap is 0 where the official code divides 0 by 0)."""
     tt1 = np.maximum(target[0], candidates[:, 0])
     tt2 = np.minimum(target[1], candidates[:, 1])
-    inter = (tt2 - tt1).clip(0)
+    inter = (tt2 - tt1).clip(0).astype(float)
     union = (candidates[:, 1] - candidates[:, 0]) + (target[1] - target[0]) - inter
     with np.errstate(divide="ignore", invalid="ignore"):
-        return inter.astype(float) / union
+        return np.where(inter > 0, inter / union, 0.0)     # no overlap is 0, also where the union is 0
 
 
 def interpolated_ap(prec: np.ndarray, rec: np.ndarray) -> float:
@@ -401,13 +447,38 @@ def recall_at_k(
     return out
 
 
+def unmatched_predictions(gt: GroundTruth, predictions: Sequence[Prediction], examples: int = 5) -> Dict[str, Any]:
+    """Predictions the ground truth of the split cannot match: those whose label is not one of its
+    classes (left out of the AP), and those of videos outside the split (false positives). Counts,
+    the first few distinct labels/videos, and how many predictions could match."""
+    classes, videos = set(gt.classes), set(gt.videos)
+    labels: Dict[Hashable, None] = {}
+    outside: Dict[str, None] = {}
+    n_labels = n_videos = matchable = 0
+    for p in predictions:
+        known_label, known_video = p.label in classes, p.video in videos
+        if not known_label:
+            n_labels += 1
+            labels.setdefault(p.label)
+        if not known_video:
+            n_videos += 1
+            outside.setdefault(p.video)
+        matchable += known_label and known_video
+    return {"predictions": len(predictions), "matchable": matchable,
+            "label_not_in_ground_truth": {"count": n_labels, "examples": [str(x) for x in list(labels)[:examples]]},
+            "video_not_in_split": {"count": n_videos, "examples": list(outside)[:examples]}}
+
+
 def evaluate_detections(
     gt: GroundTruth,
     predictions: Sequence[Prediction],
     tiou_thresholds: "Sequence[float] | str" = THUMOS_TIOUS,
     recall_ks: Iterable[int] = RECALL_KS,
+    require_match: bool = False,
 ) -> Dict[str, Any]:
-    """mAP per threshold, average mAP, per-class AP and Recall@k of ``predictions`` on ``gt``."""
+    """mAP per threshold, average mAP, per-class AP, Recall@k of ``predictions`` on ``gt``, and
+    ``unmatched`` (:func:`unmatched_predictions`). With ``require_match``, predictions none of
+    which has a GT class and a video of the split are an EvaluationError, not an mAP of 0."""
     thresholds = parse_tious(tiou_thresholds) if isinstance(tiou_thresholds, str) else [
         float(t) for t in tiou_thresholds
     ]
@@ -415,12 +486,19 @@ def evaluate_detections(
         raise EvaluationError("no tIoU thresholds")
     if not gt.classes:
         raise EvaluationError("the ground truth of this split has no annotated segment")
+    unmatched = unmatched_predictions(gt, predictions)
+    if require_match and predictions and not unmatched["matchable"]:
+        raise EvaluationError(
+            f"none of the {len(predictions)} predictions can match the ground truth: "
+            f"{describe_unmatched(unmatched)}; ground-truth classes are e.g. "
+            f"{', '.join(repr(str(c)) for c in gt.classes[:5])} and videos e.g. "
+            f"{', '.join(repr(v) for v in gt.videos[:3])} (labels and video ids must be spelled alike)")
     gt_by_class: Dict[Hashable, List[Tuple[str, float, float]]] = {c: [] for c in gt.classes}
     for vid, label, start, end in gt.segments:
         gt_by_class[label].append((vid, start, end))
     pred_by_class: Dict[Hashable, List[Tuple[str, float, float, float]]] = {c: [] for c in gt.classes}
     for p in predictions:
-        if p.label in pred_by_class:  # labels without GT in the split are ignored
+        if p.label in pred_by_class:  # labels without GT in the split are left out (reported in `unmatched`)
             pred_by_class[p.label].append((p.video, p.start, p.end, p.score))
     ap = np.zeros((len(thresholds), len(gt.classes)))
     for c, label in enumerate(gt.classes):
@@ -432,4 +510,18 @@ def evaluate_detections(
         "average_mAP": float(mAP.mean()),
         "ap_per_class": {str(label): [float(x) for x in ap[:, c]] for c, label in enumerate(gt.classes)},
         "recall_at_k": recall_at_k(gt, predictions, thresholds, recall_ks),
+        "unmatched": unmatched,
     }
+
+
+def describe_unmatched(unmatched: Dict[str, Any]) -> str:
+    """One line on what :func:`unmatched_predictions` found ('' when every prediction can match)."""
+    parts = []
+    labels, videos = unmatched["label_not_in_ground_truth"], unmatched["video_not_in_split"]
+    if labels["count"]:
+        parts.append(f"{labels['count']} of {unmatched['predictions']} predictions have a label that is not a "
+                     f"ground-truth class of the split (left out), e.g. {', '.join(map(repr, labels['examples']))}")
+    if videos["count"]:
+        parts.append(f"{videos['count']} of {unmatched['predictions']} predictions are for videos not in the split "
+                     f"(false positives), e.g. {', '.join(map(repr, videos['examples']))}")
+    return "; ".join(parts)

@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from ..config import Config, config_from_dict, config_to_dict, save_config
-from ..model import ASLNetwork, build_model, save_checkpoint
+from ..model import ASLNetwork, CheckpointError, build_model, save_checkpoint
+from ..model.checkpoint import read_torch_file
 from ..outputs import activitynet_results, atomic_output, write_json
 from .criterion import ASLCriterion
 from .datasets import ActionDataset, Batch, DatasetError, TrainSampler, collate, load_records
@@ -177,9 +178,9 @@ def _read_state(path: Path) -> Dict:
     if not path.is_file():
         raise TrainingError(f"no training state at {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for truncated or foreign files
-        raise TrainingError(f"{path} is not a readable training state: {err}") from err
+        state = read_torch_file(path, "asl-edge training state")
+    except CheckpointError as err:
+        raise TrainingError(str(err)) from err
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise TrainingError(f"{path} is not an asl-edge training state")
     if state.get("format_version") != STATE_VERSION:
@@ -417,7 +418,7 @@ class Trainer:
 def load_trained_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu"):
     """``(network, config)`` from an asl-edge checkpoint (``model.pt``) or a training state
     (``checkpoints/last.pt``, whose EMA weights are taken), in eval mode on ``device``."""
-    from ..model import CheckpointError, load_checkpoint
+    from ..model import load_checkpoint
     from ..model.checkpoint import load_weights
 
     path = Path(path)

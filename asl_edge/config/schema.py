@@ -22,7 +22,8 @@ class DatasetConfig:
     feat_stride: int = 16
     # frames in the clip that produced one feature
     num_frames: int = 32
-    # used when a video does not state its own fps
+    # the rate the features were extracted at; when set, it is every video's fps and a video's own
+    # fps is not used (ActionFormer's rule, asl_edge.postprocess.resolve_fps)
     default_fps: Optional[float] = None
     # feature channels; a list means several streams concatenated along channels
     input_dim: Union[int, List[int]] = 2304

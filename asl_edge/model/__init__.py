@@ -19,6 +19,7 @@ from .network import (
     level_strides,
     padded_length,
     padding_unit,
+    shortest_input_length,
     window_sizes,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "padded_length",
     "padding_unit",
     "save_checkpoint",
+    "shortest_input_length",
     "tca_attention",
     "window_sizes",
 ]

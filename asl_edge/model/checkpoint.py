@@ -53,14 +53,18 @@ def class_names(config: Config) -> List[str]:
     return list(names)
 
 
-def _torch_load(path: Union[str, Path]) -> Any:
+def read_torch_file(path: Union[str, Path], what: str = "asl-edge checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU. A missing, foreign or damaged file is a
+    one-line CheckpointError; torch's own message stays in the chained exception (its advice to
+    retry with ``weights_only=False`` must not be followed for a file of unknown origin)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"{what} {path} does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for truncated or foreign files
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {err}") from err
+        raise CheckpointError(f"{path} is not an {what} or is damaged (torch.load with weights_only=True "
+                              f"refused it: {type(err).__name__})") from err
 
 
 def save_checkpoint(model: ASLNetwork, config: Config, path: Union[str, Path],
@@ -83,7 +87,7 @@ def save_checkpoint(model: ASLNetwork, config: Config, path: Union[str, Path],
 
 def load_checkpoint(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> Checkpoint:
     """Load an asl-edge checkpoint into an ``ASLNetwork`` in eval mode."""
-    payload = _torch_load(path)
+    payload = read_torch_file(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         keys = sorted(payload)[:8] if isinstance(payload, dict) else type(payload).__name__
         hint = ""
@@ -199,7 +203,7 @@ def from_actionformer_checkpoint(path: Union[str, Path], config: Config, use_ema
     ActionFormer evaluates) over ``state_dict``; a file without EMA weights falls back to
     ``state_dict`` with a warning. The model is returned in eval mode.
     """
-    payload = _torch_load(path)
+    payload = read_torch_file(path, "ActionFormer checkpoint")
     key = "state_dict_ema" if use_ema else "state_dict"
     if isinstance(payload, dict) and key not in payload and "state_dict" in payload and use_ema:
         warnings.warn(f"{path} has no EMA weights; importing 'state_dict'")

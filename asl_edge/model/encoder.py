@@ -49,7 +49,7 @@ class Embedding(nn.Module):
             pe = self.pos_embed
             if self.training:
                 torch._assert(length <= self.max_len, "sequence longer than max_seq_len in training")
-            elif length > self.max_len:
+            elif length >= self.max_len:     # identity at max_len; one branch for every padded input length
                 pe = F.interpolate(pe, size=length, mode="linear", align_corners=False)
             x = x + pe[:, :, :length] * m
         return x

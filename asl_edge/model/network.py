@@ -61,6 +61,16 @@ def padded_length(config: Config, length: int) -> int:
     return (length + unit - 1) // unit * unit
 
 
+def shortest_input_length(config: Config) -> int:
+    """The smallest T a length-dynamic artifact takes: one padding unit, or with absolute position
+    encoding the first multiple of it at or above max_seq_len (the network interpolates the encoding
+    from max_seq_len up, so every padded input takes that path)."""
+    unit = padding_unit(config)
+    if not config.model.use_abs_pe:
+        return unit
+    return -(-config.dataset.max_seq_len // unit) * unit
+
+
 def level_lengths(length: int, num_levels: int, scale_factor: int, start_level: int = 0) -> List[int]:
     """Number of points on each output level for an input of ``length`` positions."""
     lengths = [length]

@@ -2,7 +2,8 @@
 
 from .decode import decode_segments
 from .nms import batched_nms, batched_nms_reference, hard_nms_1d, segment_iou, segment_voting, soft_nms_1d
-from .timebase import FeatureGrid, default_duration, grid_to_seconds, seconds_to_grid, video_grid
+from .timebase import (FeatureGrid, default_duration, grid_to_seconds, positive_number, resolve_fps,
+                       seconds_to_grid, video_grid)
 
 __all__ = [
     "FeatureGrid",
@@ -12,6 +13,8 @@ __all__ = [
     "default_duration",
     "grid_to_seconds",
     "hard_nms_1d",
+    "positive_number",
+    "resolve_fps",
     "seconds_to_grid",
     "segment_iou",
     "segment_voting",

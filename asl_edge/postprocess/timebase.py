@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Optional
 
 from torch import Tensor
+
+
+def positive_number(value, name: str) -> float:
+    """``value`` as a float; ValueError naming ``name`` unless it is a positive finite number
+    (fps and durations: NaN, inf, 0, negatives, booleans and strings are refused)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not (math.isfinite(number) and number > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return number
+
+
+def resolve_fps(default_fps: Optional[float], video_fps: Optional[float] = None) -> float:
+    """The frame rate that maps a video's feature grid to seconds, by ActionFormer's rule: the
+    config's ``dataset.default_fps`` when it is set (the features were extracted at that rate),
+    the video's own fps only otherwise. ValueError when there is none or it is not a positive
+    finite number."""
+    if default_fps is not None:
+        return positive_number(default_fps, "dataset.default_fps")
+    if video_fps is None:
+        raise ValueError("no fps: the config has no dataset.default_fps and the video's fps was not given")
+    return positive_number(video_fps, "fps")
 
 
 @dataclass(frozen=True)

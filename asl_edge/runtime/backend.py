@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..config import Config, config_from_dict
-from ..localizer import FeatureError, Localizer
+from ..localizer import FeatureError, Localizer, network_grid_length
 from ..model import padded_length
 
 METADATA = "metadata.json"
@@ -114,8 +114,9 @@ class Backend:
         length = features.shape[2]
         if self.dynamic_length:
             unit = int(self.metadata.get("length_multiple", 1))
-            if length % unit or length > int(self.metadata.get("max_length", length)):
-                raise ValueError(f"T = {length}: this artifact takes multiples of {unit} up to "
+            shortest = int(self.metadata.get("min_length", unit))
+            if length % unit or not shortest <= length <= int(self.metadata.get("max_length", length)):
+                raise ValueError(f"T = {length}: this artifact takes multiples of {unit} from {shortest} up to "
                                  f"{self.metadata.get('max_length')}")
         elif length != self.window:
             raise ValueError(f"T = {length}: this artifact was exported for T = {self.window}")
@@ -152,11 +153,12 @@ class Backend:
         window = None if self.dynamic_length else self.window
         localizer = Localizer(self.network, self.config, device=self.device, window=window)
         if self.dynamic_length:
-            steps = len(features) // self.config.dataset.downsample_rate
+            steps = network_grid_length(len(features), self.config)
             needed = padded_length(self.config, steps)
             if needed > int(self.metadata.get("max_length", needed)):
-                raise FeatureError(f"{steps} feature steps need T = {needed}, above this artifact's maximum of "
-                                   f"{self.metadata['max_length']}: export with a larger --max-length")
+                raise FeatureError(f"{len(features)} features make {steps} network steps, which need T = {needed}, "
+                                   f"above this artifact's maximum of {self.metadata['max_length']}: export with a "
+                                   "larger --max-length")
         if not self.postprocess:
             return localizer.detect(features, fps=fps, duration=duration)
         with torch.inference_mode():
@@ -181,12 +183,13 @@ class Backend:
 
 def load(path: Union[str, Path], device: Union[str, torch.device] = "cpu", **options) -> Backend:
     """Load an exported artifact (folder, artifact file or metadata.json) or an asl-edge
-    checkpoint (``.pt``) as a Backend on ``device``. ``options`` go to the backend (e.g.
-    ``cuda_graphs=True`` for the eager and TorchScript CUDA paths)."""
+    checkpoint (a ``.pt`` file, even when an export shares its folder) as a Backend on
+    ``device``. ``options`` go to the backend (e.g. ``cuda_graphs=True`` for the eager and
+    TorchScript CUDA paths)."""
     path = Path(path)
     if not path.exists():
         raise ArtifactError(f"{path} does not exist")
-    if path.is_file() and path.suffix == ".pt" and not (path.parent / METADATA).is_file():
+    if path.is_file() and path.suffix == ".pt":      # no export format writes a .pt file
         module, name = BACKENDS["checkpoint"]
         return getattr(importlib.import_module(module), name).from_checkpoint(path, device=device, **options)
     meta, artifact = read_metadata(path)
