@@ -6,9 +6,13 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup native demo test bench
+.PHONY: system setup native demo test bench
 
-$(BIN)/asl-edge: pyproject.toml
+# GStreamer, PyGObject's build headers and the build tools (Debian/Ubuntu; installs what is missing)
+system:
+	scripts/system_packages.sh
+
+$(BIN)/asl-edge: pyproject.toml | system
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/pip install --quiet -e ".[dev]"

@@ -122,6 +122,10 @@ def cmd_export(args) -> int:
         from asl_edge.export.spec import ExportError, ExportSpec
     except ImportError as err:
         raise CommandError(f"the export stage is not installed ({err}); pip install 'asl-edge[export]'") from err
+    if args.extractor:
+        return _export_extractor(args)
+    if not args.ckpt:
+        raise CommandError("--ckpt is required (or --extractor NAME to export a clip extractor)")
     spec = ExportSpec(format=args.format, precision=args.precision, window=args.window or 0, batch=args.batch,
                       postprocess=args.postprocess, dynamic_length=args.dynamic, dynamic_batch=args.dynamic_batch,
                       max_length=args.max_length or 0, device=args.device)
@@ -146,6 +150,25 @@ def cmd_export(args) -> int:
             print("parity over tolerance: the artifact is kept; see parity.json", file=sys.stderr)
             return 1
     return 0
+
+
+def _export_extractor(args) -> int:
+    from asl_edge.export.extractor_export import export_extractor
+    from asl_edge.export.spec import ExportError
+
+    try:
+        summary = export_extractor(args.extractor, args.format, args.out, precision=args.precision,
+                                   device=args.device, batch=args.batch)
+    except ExportError as err:
+        raise CommandError(str(err)) from err
+    parity = summary["parity"]
+    print(f"wrote {summary['artifact']} ({summary['size_bytes'] / 1e6:.1f} MB) in {summary['export_seconds']:.1f} s\n"
+          f"parity ({args.precision}): {'PASS' if parity['passed'] else 'FAIL'}: features max abs diff "
+          f"{parity['max_abs_diff']:.3g} (relative {parity['max_rel_diff']:.3g}, tolerance {parity['tolerance']:.0e}), "
+          f"min cosine {parity['min_cosine']:.6f}", file=sys.stderr)
+    if "trtexec" in summary:
+        print(f"TensorRT engine (on the target, e.g. a Jetson): {summary['trtexec']}", file=sys.stderr)
+    return 0 if parity["passed"] else 1
 
 
 def format_eval_table(result: Dict) -> str:
@@ -352,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import_checkpoint)
 
     p = sub.add_parser("export", help="export a checkpoint to TorchScript, torch.export, AOTInductor, ONNX or TensorRT")
-    p.add_argument("--ckpt", required=True, help="asl-edge checkpoint (.pt)")
+    p.add_argument("--ckpt", default=None, help="asl-edge checkpoint (.pt)")
+    p.add_argument("--extractor", default=None, metavar="NAME",
+                   help="export this clip extractor (i3d-rgb) instead of a checkpoint: torchscript or onnx")
     p.add_argument("--format", required=True, choices=["torchscript", "exported", "aoti", "onnx", "onnx-trt", "engine"])
     p.add_argument("--out", required=True, help="folder for the artifact, metadata.json and parity.json")
     p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
@@ -440,6 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=0, help="parallel compile jobs (default: all cores)")
     p.set_defaults(func=cmd_build_ext)
 
+    from .features import commands as feature_commands
+    from .features import extract
+
+    extract.add_parser(sub)
+    feature_commands.add_parser(sub)
+
     p = sub.add_parser("doctor", help="report which native pieces (ops, CUDA, TensorRT plugins) are usable and why not")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_doctor)
@@ -447,10 +478,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from .features import ExtractorError
+    from .video import VideoError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except CommandError as err:
+    except (CommandError, ExtractorError, VideoError) as err:
         print(f"asl-edge {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -36,6 +36,10 @@ class DatasetConfig:
     force_upsampling: bool = False
     # one name per class id; None means "class_<id>"
     class_names: Optional[List[str]] = None
+    # the clip extractor that made the features (asl-edge extract-features writes both), so that
+    # live streaming can check it runs the same one; None for features made elsewhere
+    extractor: Optional[str] = None
+    extractor_weights_sha256: Optional[str] = None
 
 
 @dataclass

@@ -181,6 +181,9 @@ def _module_version(name: str) -> Optional[str]:
 
 def doctor_report() -> Dict:
     """Everything `asl-edge doctor` prints, as a dict."""
+    from ..features.weights import weights_report
+    from ..video import video_report
+
     state = native_state()
     try:
         mode = ops_mode()
@@ -217,6 +220,8 @@ def doctor_report() -> Dict:
         "toolchain": {"cmake": _tool_version("cmake", ["--version"]), "nvcc": _tool_version("nvcc", ["--version"]),
                       "c++": _tool_version("c++", ["--version"])},
         "optional_packages": {name: _module_version(name) for name in ("onnx", "onnxruntime")},
+        "video": video_report(),
+        "extractor_weights": weights_report(),
     }
 
 
@@ -245,4 +250,13 @@ def format_doctor(report: Dict) -> str:
         lines.append(f"{tool:<16} {version or 'not found'}")
     for name, version in report["optional_packages"].items():
         lines.append(f"{name:<16} {version or 'not installed'}")
+    video = report["video"]
+    if video["gstreamer"] is None:
+        lines.append(f"GStreamer        not usable: {video['reason']}")
+    else:
+        found = ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in video["preset_elements"].items())
+        lines.append(f"GStreamer        {video['gstreamer']}; source preset: {video['auto_preset']} ({found})")
+    for name, weights in report["extractor_weights"].items():
+        lines.append(f"{name + ' weights':<16} " + (weights["path"] if weights["cached"] else
+                                                    "not in the cache (asl-edge weights i3d)"))
     return "\n".join(lines)
