@@ -468,8 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .features import commands as feature_commands
     from .features import extract
 
+    from .stream import command as stream_command
+
     extract.add_parser(sub)
     feature_commands.add_parser(sub)
+    stream_command.add_parser(sub)
 
     p = sub.add_parser("doctor", help="report which native pieces (ops, CUDA, TensorRT plugins) are usable and why not")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -479,12 +482,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     from .features import ExtractorError
+    from .runtime import ArtifactError
+    from .stream import StreamError
     from .video import VideoError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CommandError, ExtractorError, VideoError) as err:
+    except (CommandError, ExtractorError, VideoError, StreamError, ArtifactError) as err:
         print(f"asl-edge {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

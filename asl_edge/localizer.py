@@ -111,10 +111,16 @@ class Localizer:
         """
         x, mask, grid, duration = self.prepare(features, fps, duration)
         logits, offsets = self.model(x, mask)
+        return self.postprocess(logits[0], offsets[0], mask[0], grid, duration)
+
+    def postprocess(self, logits: Tensor, offsets: Tensor, mask: Tensor, grid: FeatureGrid,
+                    duration: float) -> List[Dict]:
+        """One row's network outputs (``logits[N, K]``, ``offsets[N, 2]``, ``mask[T]``) ->
+        detections in seconds, best first: decode, NMS as ``test_cfg`` says, grid -> seconds."""
         test = self.config.test_cfg
         m = self.config.model
-        sizes = level_lengths(x.shape[2], len(self.strides), m.scale_factor, m.fpn_start_level)
-        segs, scores, labels = decode_segments(logits[0], offsets[0], mask[0], self.strides, sizes,
+        sizes = level_lengths(mask.shape[0], len(self.strides), m.scale_factor, m.fpn_start_level)
+        segs, scores, labels = decode_segments(logits, offsets, mask, self.strides, sizes,
                                                test.pre_nms_thresh, test.pre_nms_topk, test.duration_thresh)
         segs, scores, labels = segs.cpu(), scores.cpu(), labels.cpu()
         if test.nms_method != "none":

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages asl-edge's video input and tests need, when they are missing:
 # GStreamer 1.x (tools, base/good/bad/ugly plugins, libav), its GObject-introspection data (and
-# the RTSP server's, for the tests), the headers PyGObject builds against, and the build tools.
+# the RTSP server's, for the tests), the headers PyGObject builds against, the build tools, and
+# the mosquitto MQTT broker the streaming tests start on loopback.
 # Says what it installs first; apt as root, sudo otherwise. Elsewhere it lists what to install.
 set -euo pipefail
 
@@ -11,6 +12,7 @@ packages=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav
   gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0
   libgirepository1.0-dev libcairo2-dev
+  mosquitto
 )
 
 missing=()

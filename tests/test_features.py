@@ -251,6 +251,8 @@ def test_the_i3d_extractor_exports_and_loads_as_an_extractor(random_i3d_cache, f
     np.testing.assert_allclose(exported.extract(clips), want, atol=1e-4 * max(1.0, np.abs(want).max()))
     if fmt == "onnx":
         assert "trtexec --onnx=" in capsys.readouterr().err
+    assert main(["export", "--format", fmt, "--out", str(out)]) == 2          # neither --ckpt nor --extractor
+    assert "--ckpt is required (or --extractor NAME" in capsys.readouterr().err
 
 
 def test_weights_command_converts_offline_and_refuses_a_malicious_pickle(tmp_path, monkeypatch, capsys):

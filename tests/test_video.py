@@ -42,11 +42,11 @@ def test_crop_boxes_follow_the_recipe():
     # 1920x1080: the short side scales to 256 (x 0.237); 224 of it is 945 input pixels
     left, right, top, bottom = i3d.crop_box(1920, 1080)
     assert (1920 - left - right, 1080 - top - bottom) == (945, 945) and left == 487 and top == 67
-    # 4:3 output from 16:9 input keeps the full height; anamorphic pixels count in display units
+    # 4:3 output from 16:9 input keeps the full height; sizes are stored pixels (PAR not applied)
     assert Geometry(64, 48).crop_box(1280, 720) == (160, 160, 0, 0)
-    assert Geometry(64, 48).crop_box(720, 576, par=(16, 15)) == (0, 0, 0, 0)        # 768 x 576 displayed
-    assert Geometry(64, 48).crop_box(720, 576, par=(12, 11)) == (8, 8, 0, 0)        # 704 px show 4:3
+    assert Geometry(64, 48).crop_box(720, 576) == (0, 0, 18, 18)
     assert Geometry(224, 224, 0.875).scaled_input(340, 256) == (340, 256)
+    assert Geometry(224, 224, 0.875).scaled_input(1920, 1080) == (455, 256)
 
 
 @pytest.mark.parametrize("preset", ["software", "jetson", "nvidia"])
@@ -66,7 +66,7 @@ def test_pipeline_strings_of_every_preset(preset):
                    "videocrop", "videoconvert", "appsink"],
     }[preset]
     assert element_names(file_) == expected
-    assert "width=224,height=224,pixel-aspect-ratio=1/1" in file_
+    assert "width=224,height=224" in file_
     if preset == "jetson":
         assert "nvarguscamerasrc sensor-id=0 ! video/x-raw(memory:NVMM)" in build_pipeline(parse_uri("csi://0"), g,
                                                                                              preset)

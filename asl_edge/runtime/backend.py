@@ -12,7 +12,7 @@ import importlib
 import json
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -150,22 +150,52 @@ class Backend:
     def detect(self, features: Union[np.ndarray, Tensor], fps: Optional[float] = None,
                duration: Optional[float] = None) -> List[Dict]:
         """Detections of one video's (T, C) features in seconds, best first."""
+        return self.detect_batch([features], fps, [duration])[0]
+
+    def detect_batch(self, videos: Sequence[Union[np.ndarray, Tensor]], fps: Optional[float] = None,
+                     durations: Optional[Sequence[Optional[float]]] = None) -> List[List[Dict]]:
+        """Detections of several videos' (T, C) features, like :meth:`detect` on each, in as few
+        artifact calls as it allows: videos that run at the same length share a call, up to the
+        artifact's batch (any number when the batch is dynamic)."""
         window = None if self.dynamic_length else self.window
         localizer = Localizer(self.network, self.config, device=self.device, window=window)
-        if self.dynamic_length:
-            steps = network_grid_length(len(features), self.config)
-            needed = padded_length(self.config, steps)
-            if needed > int(self.metadata.get("max_length", needed)):
-                raise FeatureError(f"{len(features)} features make {steps} network steps, which need T = {needed}, "
-                                   f"above this artifact's maximum of {self.metadata['max_length']}: export with a "
-                                   "larger --max-length")
-        if not self.postprocess:
-            return localizer.detect(features, fps=fps, duration=duration)
+        durations = list(durations) if durations is not None else [None] * len(videos)
         with torch.inference_mode():
-            x, mask, grid, duration = localizer.prepare(features, fps, duration)
-            segments, scores, labels, count = self.run(x, mask)
-            kept = int(count[0])
-            return localizer.to_detections(segments[0, :kept], scores[0, :kept], labels[0, :kept], grid, duration)
+            prepared = []
+            for features, duration in zip(videos, durations):
+                if self.dynamic_length:
+                    self._check_dynamic_length(len(features))
+                prepared.append(localizer.prepare(features, fps, duration))
+            groups: Dict[int, List[int]] = {}
+            for i, (x, _, _, _) in enumerate(prepared):
+                groups.setdefault(x.shape[2], []).append(i)
+            results: List[List[Dict]] = [[] for _ in videos]
+            rows = len(videos) if self.dynamic_batch else self.batch
+            for members in groups.values():
+                for start in range(0, len(members), rows):
+                    chunk = members[start:start + rows]
+                    x = torch.cat([prepared[i][0] for i in chunk])
+                    mask = torch.cat([prepared[i][1] for i in chunk])
+                    outputs = self.run(x, mask) if self.postprocess else self.network(x, mask)
+                    for row, i in enumerate(chunk):
+                        _, row_mask, grid, duration = prepared[i]
+                        if self.postprocess:
+                            segments, scores, labels, count = (out[row] for out in outputs)
+                            kept = int(count)
+                            results[i] = localizer.to_detections(segments[:kept], scores[:kept], labels[:kept],
+                                                                 grid, duration)
+                        else:
+                            results[i] = localizer.postprocess(outputs[0][row], outputs[1][row], row_mask[0],
+                                                               grid, duration)
+        return results
+
+    def _check_dynamic_length(self, num_features: int) -> None:
+        steps = network_grid_length(num_features, self.config)
+        needed = padded_length(self.config, steps)
+        if needed > int(self.metadata.get("max_length", needed)):
+            raise FeatureError(f"{num_features} features make {steps} network steps, which need T = {needed}, "
+                               f"above this artifact's maximum of {self.metadata['max_length']}: export with a "
+                               "larger --max-length")
 
     def warmup(self, runs: int = 3) -> float:
         """Run ``runs`` times on zeros of the artifact's shape; returns the last run's seconds."""

@@ -46,9 +46,11 @@ PRESET_ELEMENTS = {"jetson": ("nvv4l2decoder", "nvvidconv"), "nvidia": ("cudaupl
 
 @dataclass(frozen=True)
 class Geometry:
-    """Output frames of ``width`` x ``height`` (square pixels): the largest centred region of the
-    input with that aspect ratio, shrunk to ``crop`` of its size, scaled to the output. I3D's
-    recipe (short side 256, centre crop 224) is ``Geometry(224, 224, 224 / 256)``."""
+    """Output frames of ``width`` x ``height``: the largest centred region of the input with that
+    aspect ratio, shrunk to ``crop`` of its size, scaled to the output. I3D's recipe (short side
+    256, centre crop 224) is ``Geometry(224, 224, 224 / 256)``. Sizes are in stored pixels: a
+    pixel aspect ratio in the caps is not applied (as ffmpeg's scale and crop filters and the usual
+    feature-extraction recipes do; containers and bitstreams often disagree on it anyway)."""
 
     width: int
     height: int
@@ -59,25 +61,21 @@ class Geometry:
             raise VideoError(f"bad output geometry {self.width}x{self.height}, crop {self.crop}: need positive "
                              "sizes and 0 < crop <= 1")
 
-    def crop_box(self, in_width: int, in_height: int, par: Tuple[int, int] = (1, 1)) -> Tuple[int, int, int, int]:
-        """Pixels to remove (left, right, top, bottom) from an ``in_width`` x ``in_height`` frame
-        whose pixels have aspect ``par`` (width/height of one pixel)."""
-        display_width = in_width * par[0] / par[1]
+    def crop_box(self, in_width: int, in_height: int) -> Tuple[int, int, int, int]:
+        """Pixels to remove (left, right, top, bottom) from an ``in_width`` x ``in_height`` frame."""
         target = self.width / self.height
-        if display_width / in_height > target:            # wider than the target: full height
-            region_h = in_height
-            region_w = in_height * target * par[1] / par[0]
+        if in_width / in_height > target:                  # wider than the target: full height
+            region_w, region_h = in_height * target, in_height
         else:
-            region_w = in_width
-            region_h = display_width / target
+            region_w, region_h = in_width, in_width / target
         region_w = max(1, min(in_width, round(region_w * self.crop)))
         region_h = max(1, min(in_height, round(region_h * self.crop)))
         left, top = (in_width - region_w) // 2, (in_height - region_h) // 2
         return left, in_width - region_w - left, top, in_height - region_h - top
 
-    def scaled_input(self, in_width: int, in_height: int, par: Tuple[int, int] = (1, 1)) -> Tuple[int, int]:
+    def scaled_input(self, in_width: int, in_height: int) -> Tuple[int, int]:
         """Size to scale the whole input to so that its crop region becomes the output size."""
-        left, right, top, bottom = self.crop_box(in_width, in_height, par)
+        left, right, top, bottom = self.crop_box(in_width, in_height)
         sx = self.width / (in_width - left - right)
         sy = self.height / (in_height - top - bottom)
         return max(self.width, round(in_width * sx)), max(self.height, round(in_height * sy))
@@ -119,7 +117,7 @@ def geometry_chain(geometry: Optional[Geometry], preset: str) -> str:
     rgb = "video/x-raw,format=RGB"
     if geometry is None:
         return f"videoconvert name=asl_in ! {rgb}"
-    size = f"width={geometry.width},height={geometry.height},pixel-aspect-ratio=1/1"
+    size = f"width={geometry.width},height={geometry.height}"
     if preset == "jetson":
         return (f"nvvidconv name=asl_in ! video/x-raw,format=RGBA,{size} ! videoconvert ! {rgb},{size}")
     if preset == "nvidia":

@@ -204,19 +204,16 @@ class VideoSource:
         ok_h, height = structure.get_int("height")
         if not (ok_w and ok_h):
             return Gst.PadProbeReturn.OK
-        ok_par, par_n, par_d = structure.get_fraction("pixel-aspect-ratio")
-        par = (par_n, par_d) if ok_par and par_n > 0 and par_d > 0 else (1, 1)
         g = self.geometry
         if self.preset == "nvidia":
-            scaled_w, scaled_h = g.scaled_input(width, height, par)
-            caps = Gst.Caps.from_string(f"video/x-raw(memory:CUDAMemory),width={scaled_w},height={scaled_h},"
-                                        "pixel-aspect-ratio=1/1")
+            scaled_w, scaled_h = g.scaled_input(width, height)
+            caps = Gst.Caps.from_string(f"video/x-raw(memory:CUDAMemory),width={scaled_w},height={scaled_h}")
             self.pipeline.get_by_name("asl_scale").set_property("caps", caps)
             left, top = (scaled_w - g.width) // 2, (scaled_h - g.height) // 2
             crop, box = self.pipeline.get_by_name("asl_crop"), (left, scaled_w - g.width - left, top,
                                                                  scaled_h - g.height - top)
         else:
-            crop, box = self.pipeline.get_by_name("asl_in"), g.crop_box(width, height, par)
+            crop, box = self.pipeline.get_by_name("asl_in"), g.crop_box(width, height)
         left, right, top, bottom = box
         if self.preset == "jetson":                     # nvvidconv takes the kept rectangle's corners
             right, bottom = width - right, height - bottom

@@ -1,0 +1,94 @@
+"""``asl-edge stream``: live localization on one or more sources, events as JSON lines."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from typing import List
+
+from ..outputs import write_json
+from .engine import StreamOptions, StreamRunner
+from .sinks import JsonLinesSink, MqttSink
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("stream", help="live action localization on video sources (files, RTSP, cameras, test://)")
+    p.add_argument("--model", required=True, help="an exported artifact (folder) or an asl-edge checkpoint (.pt)")
+    p.add_argument("--source", action="append", required=True, metavar="URI",
+                   help="a video source (repeat for several): path, rtsp://, v4l2:///dev/videoN, test://PATTERN, "
+                        "csi://N, gst:PIPELINE")
+    p.add_argument("--extractor", default=None,
+                   help="motion, i3d-rgb or an exported clip model (default: the one the model's config names)")
+    p.add_argument("--window", type=int, default=None, help="features per network call (default: the model's window)")
+    p.add_argument("--hop", type=int, default=None, help="new features between calls (default: half the window)")
+    p.add_argument("--guard", type=int, default=None,
+                   help="features before a window's end within which detections wait for the next window "
+                        "(default: a quarter of the window)")
+    p.add_argument("--min-score", type=float, default=0.0, help="leave out events scoring below this")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=None, help="JSON-lines file for events and status (default: stdout)")
+    p.add_argument("--mqtt", default=None, metavar="URL", help="also publish to mqtt://host[:port]/topic (QoS 1)")
+    p.add_argument("--realtime", action="store_true", help="pace files at their own frame rate, like a camera")
+    p.add_argument("--stats-interval", type=float, default=0.0, help="seconds between stats lines (0: none)")
+    p.add_argument("--summary", default=None, help="write the final summary here as JSON")
+    p.add_argument("--max-seconds", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--preset", default="auto", help="decoder preset: auto, software, jetson, nvidia")
+    p.set_defaults(func=run)
+
+
+def _stats_line(stats) -> str:
+    stages = ", ".join(f"{name} {v['p50_ms']:.1f}/{v['p95_ms']:.1f} ms" for name, v in stats["stages"].items()
+                       if v["p50_ms"] is not None)
+    latency = stats["decision_latency"]
+    decided = f"{latency['p50_s']:.2f}/{latency['p95_s']:.2f} s" if latency["p50_s"] is not None else "-"
+    return (f"[{stats['wall_s']:.0f} s] {stats['frames']} frames ({stats['fps_in']:.1f}/s in, "
+            f"{stats['fps_processed']:.1f}/s processed), {stats['dropped_frames']} dropped, {stats['events']} events; "
+            f"queues clips {stats['clip_queue']}, windows {stats['window_queue']}; p50/p95: {stages}; "
+            f"decision latency {decided}")
+
+
+def run(args) -> int:
+    from ..runtime import load
+
+    backend = load(args.model, device=args.device)
+    extractor = args.extractor or backend.config.dataset.extractor or "motion"
+    options = StreamOptions(window=args.window, hop=args.hop, guard=args.guard, min_score=args.min_score,
+                            realtime=args.realtime, stats_interval=args.stats_interval, max_seconds=args.max_seconds,
+                            preset=args.preset)
+    runner = StreamRunner(backend, args.source, extractor, options, device=args.device)
+    sinks: List = [JsonLinesSink(args.out)]
+    if args.mqtt:
+        sinks.append(MqttSink(args.mqtt))
+    signals = {"count": 0}
+
+    def on_signal(number, frame):
+        signals["count"] += 1
+        if signals["count"] > 1:
+            raise KeyboardInterrupt
+        print(f"asl-edge stream: {signal.Signals(number).name}: flushing pending events (again to force)",
+              file=sys.stderr)
+        runner.stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    print(f"asl-edge stream: {len(args.source)} source(s), extractor {runner.extractor.name}, window "
+          f"{options.window}, hop {options.hop}, guard {options.guard}", file=sys.stderr)
+    try:
+        for item in runner.events():
+            if item.get("status") == "stats":
+                print(_stats_line(item), file=sys.stderr)
+            elif item.get("status") == "error":
+                print(f"asl-edge stream: {item['stream']}: {item['error']}", file=sys.stderr)
+            for sink in sinks:
+                sink.send(item)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sink in sinks:
+            sink.close()
+    summary = runner.summary()
+    print("summary: " + _stats_line(summary), file=sys.stderr)
+    if args.summary:
+        write_json(summary, args.summary)
+    failed = [s for s in summary["streams"] if s["error"]]
+    return 1 if failed and len(failed) == len(summary["streams"]) else 0
