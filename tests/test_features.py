@@ -7,7 +7,6 @@ import json
 import os
 import pickle
 import tarfile
-import time
 
 import numpy as np
 import pytest

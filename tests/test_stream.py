@@ -8,15 +8,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
+import threading
 import time
 
-import numpy as np
 import pytest
 from helpers import randomize_, small_config
-from video_media import gst_or_skip, make_video
+from video_media import free_port, gst_or_skip, make_video, start_rtsp_server, wait_for_port
 
 from asl_edge.cli import main
 from asl_edge.model import build_model, save_checkpoint
@@ -147,12 +146,47 @@ def test_model_and_extractor_mismatch_and_bad_sources_are_clear_errors(setup, tm
     save_checkpoint(build_model(other), other, tmp_path / "other.pt")
     with pytest.raises(StreamError, match="feat_stride 8 vs the extractor's frame stride 4; default_fps 30 vs"):
         StreamRunner(str(tmp_path / "other.pt"), [setup["video"]], "motion")
-    assert main(["stream", "--model", str(setup["model"]), "--source", "nope://x"]) == 1     # every stream failed
+    assert main(["stream", "--model", str(setup["model"]), "--source", setup["video"], "--source", "nope://x"]) == 2
     err = capsys.readouterr().err
     assert "unknown scheme 'nope'" in err
     events, statuses, _ = run_stream(setup, ["gst:videotestsrc ! nosuchelement", setup["video"]], window=64, hop=64)
     assert statuses[0]["status"] == "error" and "missing GStreamer element: nosuchelement" in statuses[0]["error"]
     assert statuses[1]["status"] == "end" and events                          # the other stream runs on
+
+
+def test_a_lost_rtsp_source_comes_back_after_the_server_restarts(setup):
+    port = free_port()
+    server = start_rtsp_server(port)
+    runner = StreamRunner(str(setup["model"]), [f"rtsp://127.0.0.1:{port}/test"], "motion",
+                          StreamOptions(window=8, hop=4, reconnect_interval=0.5, frame_timeout=2.0))
+    items = []
+    reader = threading.Thread(target=lambda: items.extend(runner.events()), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 20
+        while runner.stats()["frames"] < 30 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert runner.stats()["frames"] >= 30
+        server.kill()
+        server.wait()
+        time.sleep(1.5)
+        server = start_rtsp_server(port)
+        deadline = time.monotonic() + 40
+        while not any(i.get("status") == "gap" for i in list(items)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        frames_at_gap = runner.stats()["frames"]
+        time.sleep(2)
+    finally:
+        runner.stop()
+        reader.join(timeout=30)
+        server.kill()
+    statuses = [i for i in items if "status" in i]
+    kinds = [i["status"] for i in statuses]
+    assert "reconnecting" in kinds and "gap" in kinds and kinds[-1] == "end", kinds
+    gap = next(i for i in statuses if i["status"] == "gap")
+    assert gap["to_s"] > gap["from_s"] > 0 and gap["error"]
+    assert runner.stats()["frames"] > frames_at_gap                     # frames flow again after the gap
+    assert runner.summary()["streams"][0]["gaps"] == 1
 
 
 def test_sigint_flushes_and_exits_zero_with_a_summary(setup, tmp_path):
@@ -171,27 +205,14 @@ def test_sigint_flushes_and_exits_zero_with_a_summary(setup, tmp_path):
     assert lines[-1]["status"] == "end"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_broker(port: int, folder):
+def start_broker(port: int, folder) -> subprocess.Popen:
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not os.path.exists(binary):
         pytest.skip("mosquitto is not installed (Debian: mosquitto; .ci/run installs it)")
     conf = folder / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    broker = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return broker
-        time.sleep(0.05)
-    broker.kill()
-    pytest.fail("mosquitto did not start")
+    broker = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return wait_for_port(port, broker, "mosquitto")
 
 
 def test_mqtt_events_reach_a_subscriber_across_a_broker_restart(setup, tmp_path):

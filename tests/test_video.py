@@ -4,13 +4,11 @@ strings, and the errors."""
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 
 import numpy as np
 import pytest
-from video_media import ENCODERS, gst_or_skip, make_video
+from video_media import ENCODERS, free_port, gst_or_skip, make_video, start_rtsp_server
 
 from asl_edge.video import Geometry, Resampler, VideoError, build_pipeline, open_source, parse_uri
 from asl_edge.video.pipeline import choose_preset, element_names
@@ -185,40 +183,14 @@ def test_a_file_is_not_paced_unless_asked(media):
     assert fast < 1.0 < time.perf_counter() - start < 4.0     # 50 frames at 25 fps take ~2 s
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def rtsp_server():
     """A real RTSP server (GstRtspServer) on loopback serving an H.264 test pattern."""
-    gst_or_skip()
-    import gi
-
-    try:
-        gi.require_version("GstRtspServer", "1.0")
-        from gi.repository import GLib, GstRtspServer
-    except (ImportError, ValueError) as err:
-        pytest.skip(f"GstRtspServer is not installed ({err}): Debian gir1.2-gst-rtsp-server-1.0")
     port = free_port()
-    server = GstRtspServer.RTSPServer()
-    server.set_address("127.0.0.1")
-    server.set_service(str(port))
-    factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch("( videotestsrc is-live=true pattern=ball ! video/x-raw,width=160,height=120,framerate=25/1 ! "
-                       "x264enc speed-preset=ultrafast tune=zerolatency key-int-max=5 ! rtph264pay name=pay0 pt=96 )")
-    factory.set_shared(True)
-    server.get_mount_points().add_factory("/test", factory)
-    context = GLib.MainContext()
-    loop = GLib.MainLoop(context)
-    server.attach(context)
-    thread = threading.Thread(target=loop.run, daemon=True)
-    thread.start()
+    server = start_rtsp_server(port)
     yield f"rtsp://127.0.0.1:{port}/test"
-    loop.quit()
-    thread.join(timeout=5)
+    server.kill()
+    server.wait()
 
 
 def test_rtsp_source(rtsp_server):

@@ -1,9 +1,16 @@
-"""Test media made with GStreamer itself, and the skip used when the system GStreamer is absent."""
+"""Test media made with GStreamer itself, real servers on loopback (RTSP, MQTT) started and waited
+for, and the skip used when the system GStreamer is absent."""
 
 from __future__ import annotations
 
 import onnx  # noqa: F401  - imported before Gst.init (DESIGN §6)
 import onnxruntime  # noqa: F401
+
+import os
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -50,3 +57,33 @@ def make_video(path, kind: str = "mp4-h264", frames: int = 50, fps: int = 25, wi
     run_pipeline(f"videotestsrc num-buffers={frames} pattern={pattern} ! video/x-raw,format=I420,width={width},"
                  f"height={height},framerate={fps}/1 ! videoconvert ! {encoder} ! filesink location={path}")
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, what: str, seconds: float = 15.0) -> subprocess.Popen:
+    """``process`` once it listens on ``port``; skips with its output when it died (a missing
+    system package), fails when it never opens the port."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stderr.read().decode()[-300:] if process.stderr else ""
+            pytest.skip(f"{what} did not start: {output}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return process
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail(f"{what} did not open port {port}")
+
+
+def start_rtsp_server(port: int) -> subprocess.Popen:
+    """tests/rtsp_server.py (GstRtspServer, Debian gir1.2-gst-rtsp-server-1.0) on loopback."""
+    gst_or_skip()
+    server = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "rtsp_server.py"), str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return wait_for_port(port, server, "the RTSP test server (gir1.2-gst-rtsp-server-1.0)")

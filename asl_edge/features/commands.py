@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .weights import i3d_weights_path, load_i3d_weights, obtain_i3d_weights
+from .weights import load_i3d_weights, obtain_i3d_weights
 
 
 def add_parser(sub) -> None:

@@ -208,5 +208,6 @@ class I3DExtractor(ClipExtractor):
         """Kinetics-400 logits [B, 400] of a batch of clips (any number of frames >= 9)."""
         clips = np.asarray(clips)
         if clips.dtype != np.uint8 or clips.ndim != 5 or clips.shape[2:] != (224, 224, 3):
-            raise ExtractorError(f"i3d-rgb takes uint8 clips [B, T, 224, 224, 3], got {clips.dtype} {list(clips.shape)}")
+            raise ExtractorError(f"i3d-rgb takes uint8 clips [B, T, 224, 224, 3], got {clips.dtype} "
+                                 f"{list(clips.shape)}")
         return self._forward(clips)[1].float().cpu().numpy()

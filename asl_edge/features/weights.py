@@ -52,7 +52,8 @@ def read_numpy_pickle(data: bytes) -> Any:
     except ExtractorError:
         raise
     except Exception as err:  # truncated or foreign data: pickle raises many types
-        raise ExtractorError(f"the weights file is not a readable pickle of arrays ({type(err).__name__}: {err})") from err
+        raise ExtractorError(f"the weights file is not a readable pickle of arrays "
+                             f"({type(err).__name__}: {err})") from err
 
 
 def cache_dir() -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from typing import List
@@ -34,6 +33,12 @@ def add_parser(sub) -> None:
     p.add_argument("--summary", default=None, help="write the final summary here as JSON")
     p.add_argument("--max-seconds", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--preset", default="auto", help="decoder preset: auto, software, jetson, nvidia")
+    p.add_argument("--reconnect-attempts", type=int, default=10,
+                   help="times in a row a lost RTSP/V4L2 source is reopened before its stream ends (default 10)")
+    p.add_argument("--reconnect-interval", type=float, default=1.0,
+                   help="seconds before the first reopening; doubles each time, at most 30 (default 1)")
+    p.add_argument("--frame-timeout", type=float, default=5.0,
+                   help="seconds without a frame after which an RTSP/V4L2 source counts as lost (default 5)")
     p.set_defaults(func=run)
 
 
@@ -55,7 +60,8 @@ def run(args) -> int:
     extractor = args.extractor or backend.config.dataset.extractor or "motion"
     options = StreamOptions(window=args.window, hop=args.hop, guard=args.guard, min_score=args.min_score,
                             realtime=args.realtime, stats_interval=args.stats_interval, max_seconds=args.max_seconds,
-                            preset=args.preset)
+                            preset=args.preset, reconnect_attempts=args.reconnect_attempts,
+                            reconnect_interval=args.reconnect_interval, frame_timeout=args.frame_timeout)
     runner = StreamRunner(backend, args.source, extractor, options, device=args.device)
     sinks: List = [JsonLinesSink(args.out)]
     if args.mqtt:
@@ -77,8 +83,11 @@ def run(args) -> int:
         for item in runner.events():
             if item.get("status") == "stats":
                 print(_stats_line(item), file=sys.stderr)
-            elif item.get("status") == "error":
-                print(f"asl-edge stream: {item['stream']}: {item['error']}", file=sys.stderr)
+            elif item.get("status") in ("error", "reconnecting"):
+                print(f"asl-edge stream: {item['stream']}: {item['status']}: {item['error']}", file=sys.stderr)
+            elif item.get("status") == "gap":
+                print(f"asl-edge stream: {item['stream']}: back after a gap from {item['from_s']:.1f} s to "
+                      f"{item['to_s']:.1f} s", file=sys.stderr)
             for sink in sinks:
                 sink.send(item)
     finally:

@@ -23,7 +23,7 @@ import numpy as np
 from ..features import ClipAssembler, ClipExtractor, load_extractor
 from ..model import padded_length
 from ..runtime import Backend, load
-from ..video import VideoError, open_source
+from ..video import VideoError, open_source, parse_uri
 from .merge import EventMerger
 
 _END = object()
@@ -38,7 +38,10 @@ class StreamOptions:
     """``window``: features per network call (default: the model's window); ``hop``: new features
     between calls (default: half the window); ``guard``: features before a window's end within
     which detections stay pending (default: a quarter of the window); ``min_score``: events below
-    are not emitted; ``merge_iou``: overlap at which two windows' detections are one action."""
+    are not emitted; ``merge_overlap``: overlap (of the shorter) at which two windows' detections
+    are one action; ``reconnect_attempts``/``reconnect_interval``: a lost RTSP or V4L2 source (an
+    error, an end, or no frame for ``frame_timeout`` seconds) is reopened up to this many times in
+    a row, waiting ``interval``, then twice that, ... (at most 30 s)."""
 
     window: Optional[int] = None
     hop: Optional[int] = None
@@ -51,6 +54,9 @@ class StreamOptions:
     stats_interval: float = 0.0
     max_seconds: Optional[float] = None
     preset: str = "auto"
+    reconnect_attempts: int = 10
+    reconnect_interval: float = 1.0
+    frame_timeout: float = 5.0
 
 
 @dataclass
@@ -62,20 +68,33 @@ class _Stream:
     uri: str
     merger: EventMerger
     features: Deque[np.ndarray]
-    count: int = 0            # features so far
+    count: int = 0            # features of the current segment
     last_run: int = 0         # feature count at the last window
+    total: int = 0            # features of every segment
     frames: int = 0
     done: bool = False
     error: Optional[str] = None
     source_stats: Dict = field(default_factory=dict)
+    offset_s: float = 0.0     # stream time of the current segment's first frame
+    gaps: int = 0
 
 
 @dataclass
 class _Window:
     stream: int
     features: np.ndarray      # (n, D)
-    start: int                # index of its first feature in the stream
-    final: bool
+    start: int                # index of its first feature in the segment
+    offset_s: float           # stream time of the segment's first frame
+    final: bool               # the segment ends here: flush
+    last: bool                # the stream ends here
+
+
+@dataclass
+class _NewSegment:
+    """The source came back after a loss: the next clips start a new segment at ``offset_s``."""
+
+    offset_s: float
+    error: str
 
 
 def check_model_and_extractor(backend: Backend, extractor: ClipExtractor) -> None:
@@ -113,10 +132,12 @@ class StreamRunner:
     a loaded Backend; ``sources``: URIs; ``extractor``: a name, a path or a ClipExtractor.
     """
 
-    def __init__(self, model: Union[str, Backend], sources: Sequence[str], extractor: Union[str, ClipExtractor] = "motion",
-                 options: Optional[StreamOptions] = None, device: str = "cpu"):
+    def __init__(self, model: Union[str, Backend], sources: Sequence[str],
+                 extractor: Union[str, ClipExtractor] = "motion", options: Optional[StreamOptions] = None,
+                 device: str = "cpu"):
         if not sources:
             raise StreamError("no source: give at least one URI")
+        self._kinds = [parse_uri(uri).kind for uri in sources]      # a malformed URI fails here, before any thread
         self.options = options or StreamOptions()
         self.backend = model if isinstance(model, Backend) else load(model, device=device)
         self.extractor = extractor if isinstance(extractor, ClipExtractor) else load_extractor(extractor, device=device)
@@ -128,8 +149,9 @@ class StreamRunner:
         for i, uri in enumerate(sources):
             names.append(uri if uri not in names else f"{uri}#{i}")
         guard_s = self.options.guard * self.stride / self.fps
-        self.streams = [_Stream(i, name, uri, EventMerger(name, guard_s, self.options.merge_overlap, self.options.min_score),
-                                collections.deque(maxlen=self.options.window))
+        o = self.options
+        self.streams = [_Stream(i, name, uri, EventMerger(name, guard_s, o.merge_overlap, o.min_score),
+                                collections.deque(maxlen=o.window))
                         for i, (name, uri) in enumerate(zip(names, sources))]
         self._clips: "queue.Queue" = queue.Queue(maxsize=max(4, 2 * self.options.batch))
         self._windows: "queue.Queue" = queue.Queue(maxsize=4 * len(self.streams))
@@ -163,28 +185,60 @@ class StreamRunner:
 
     # --- threads --------------------------------------------------------------------------------
     def _read(self, stream: _Stream) -> None:
-        """Reader thread: frames -> clips (blocking put: back-pressure reaches the source's queue)."""
-        assembler = ClipAssembler(self.clip_frames, self.stride)
-        error = None
-        try:
-            source = open_source(stream.uri, geometry=self.extractor.clip.geometry, fps=self.fps,
-                                 realtime=self.options.realtime, queue_size=self.options.queue_size,
-                                 preset=self.options.preset)
-            self._sources[stream.index] = source
-            with source:
-                tick = time.perf_counter()
-                for frame in source:
-                    self._timings["decode"].append(time.perf_counter() - tick)
-                    stream.frames += 1
-                    for _, clip in assembler.push(frame.rgb, frame.pts_s):
-                        self._put(self._clips, (stream.index, clip))
-                    if self._stop.is_set():
-                        break
+        """Reader thread: frames -> clips (blocking put: back-pressure reaches the source's queue).
+        A lost RTSP/V4L2 source is reopened with backoff; its frames then start a new segment."""
+        reconnects = self._kinds[stream.index] in ("rtsp", "v4l2")
+        origin: Optional[float] = None
+        attempts, delay, error, lost = 0, self.options.reconnect_interval, None, None
+        while True:
+            assembler = ClipAssembler(self.clip_frames, self.stride)
+            try:
+                source = open_source(stream.uri, geometry=self.extractor.clip.geometry, fps=self.fps,
+                                     realtime=self.options.realtime, queue_size=self.options.queue_size,
+                                     preset=self.options.preset,
+                                     frame_timeout_s=self.options.frame_timeout if reconnects else None)
+                self._sources[stream.index] = source
+                with source:
                     tick = time.perf_counter()
-                stream.source_stats = source.stats.as_dict()
-        except VideoError as err:
-            error = str(err)
+                    for frame in source:
+                        self._timings["decode"].append(time.perf_counter() - tick)
+                        if origin is None:
+                            origin = time.monotonic()
+                        elif lost is not None:                       # first frame after a loss
+                            self._put(self._clips, (stream.index, _NewSegment(time.monotonic() - origin, lost)),
+                                      force=True)
+                            lost, attempts, delay = None, 0, self.options.reconnect_interval
+                        stream.frames += 1
+                        for _, clip in assembler.push(frame.rgb, frame.pts_s):
+                            self._put(self._clips, (stream.index, clip))
+                        if self._stop.is_set():
+                            break
+                        tick = time.perf_counter()
+                    self._keep_counts(stream, source)
+                # a live network source that ends has been lost (rtspsrc ends when the server goes away)
+                error = None if not reconnects or self._stop.is_set() else f"{stream.uri}: the stream ended"
+            except Exception as err:  # noqa: BLE001 - VideoError, or anything else: the stream ends with it
+                error = str(err) if isinstance(err, VideoError) else f"{type(err).__name__}: {err}"
+                if self._sources[stream.index] is not None:
+                    self._keep_counts(stream, self._sources[stream.index])
+            if error is None or not reconnects or self._stop.is_set() \
+                    or attempts >= self.options.reconnect_attempts:
+                break
+            attempts += 1
+            lost = lost or error
+            self._out.put({"stream": stream.name, "status": "reconnecting", "attempt": attempts,
+                           "in_s": delay, "error": error})
+            if self._stop.wait(delay):
+                break
+            delay = min(2 * delay, 30.0)
         self._put(self._clips, (stream.index, error or _END), force=True)
+
+    def _keep_counts(self, stream: _Stream, source) -> None:
+        """Add a closed source's counters to the stream's (a reconnected stream has several)."""
+        counts = collections.Counter(stream.source_stats)
+        counts.update(source.stats.as_dict())
+        stream.source_stats = dict(counts)
+        self._sources[stream.index] = None
 
     def _put(self, q: "queue.Queue", item, force: bool = False) -> None:
         while True:
@@ -223,25 +277,41 @@ class StreamRunner:
                 for (i, _), feature in zip(clips, features):
                     self._add_feature(self.streams[i], feature)
             for i, item in items:
-                if not isinstance(item, np.ndarray):
-                    stream = self.streams[i]
+                stream = self.streams[i]
+                if isinstance(item, _NewSegment):
+                    self._new_segment(stream, item)
+                elif not isinstance(item, np.ndarray):
                     stream.error = None if item is _END else item
-                    self._schedule(stream, final=True)
+                    self._schedule(stream, final=True, last=True)
                     open_streams -= 1
         self._put(self._windows, None, force=True)
 
     def _add_feature(self, stream: _Stream, feature: np.ndarray) -> None:
         stream.features.append(feature)
         stream.count += 1
+        stream.total += 1
         if stream.count - stream.last_run >= self.options.hop:
-            self._schedule(stream, final=False)
+            self._schedule(stream, final=False, last=False)
 
-    def _schedule(self, stream: _Stream, final: bool) -> None:
+    def _new_segment(self, stream: _Stream, segment: _NewSegment) -> None:
+        """Close the segment before a gap (its pending events become final), report the gap, and
+        start counting features again at the new segment's time: no feature spans the gap."""
+        self._schedule(stream, final=True, last=False)
+        before = stream.offset_s + (max(stream.count - 1, 0) * self.stride + self.clip_frames) / self.fps
+        stream.features.clear()
+        stream.count = stream.last_run = 0
+        stream.offset_s = segment.offset_s
+        stream.gaps += 1
+        self._out.put({"stream": stream.name, "status": "gap", "from_s": before, "to_s": segment.offset_s,
+                       "error": segment.error})
+
+    def _schedule(self, stream: _Stream, final: bool, last: bool) -> None:
         fresh = stream.count > stream.last_run
         features = np.stack(stream.features) if fresh and stream.features else np.zeros((0, self.extractor.dim),
                                                                                         np.float32)
         stream.last_run = stream.count
-        self._put(self._windows, _Window(stream.index, features, stream.count - len(features), final), force=True)
+        self._put(self._windows, _Window(stream.index, features, stream.count - len(features), stream.offset_s,
+                                         final, last), force=True)
 
     def _network_worker(self) -> None:
         running = True
@@ -268,16 +338,16 @@ class StreamRunner:
     def _finish_window(self, job: _Window, detections: List[Dict]) -> None:
         stream = self.streams[job.stream]
         tick = time.perf_counter()
-        offset = job.start * self.stride / self.fps
         last = job.start + len(job.features) - 1
-        newest = last if len(job.features) else stream.count - 1
-        decided_at = max(0.0, (newest * self.stride + self.clip_frames) / self.fps)
+        newest = last if len(job.features) else job.start - 1
+        decided_at = job.offset_s + max(0.0, (newest * self.stride + self.clip_frames) / self.fps)
         events = []
         if len(job.features):
-            shifted = [{**d, "start": d["start"] + offset, "end": d["end"] + offset} for d in detections]
+            shift = job.offset_s + job.start * self.stride / self.fps
+            shifted = [{**d, "start": d["start"] + shift, "end": d["end"] + shift} for d in detections]
             centre = self.clip_frames / 2
-            events = stream.merger.add_window(shifted, (job.start * self.stride + centre) / self.fps,
-                                              (last * self.stride + centre) / self.fps, decided_at,
+            events = stream.merger.add_window(shifted, job.offset_s + (job.start * self.stride + centre) / self.fps,
+                                              job.offset_s + (last * self.stride + centre) / self.fps, decided_at,
                                               stream_start=job.start == 0, stream_end=job.final)
         if job.final:
             events += stream.merger.flush(decided_at)
@@ -286,10 +356,10 @@ class StreamRunner:
             self._latencies.append(event["latency_s"])
             self._events += 1
             self._out.put(event)
-        if job.final:
+        if job.last:
             stream.done = True
             status = {"stream": stream.name, "status": "error" if stream.error else "end",
-                      "features": stream.count, "frames": stream.frames}
+                      "frames": stream.frames, "features": stream.total, "gaps": stream.gaps}
             if stream.error:
                 status["error"] = stream.error
             self._out.put(status)
@@ -343,10 +413,12 @@ class StreamRunner:
         """Counters and latencies so far."""
         elapsed = max(1e-9, time.perf_counter() - self._started) if self._started else 0.0
         frames = sum(s.frames for s in self.streams)
-        features = sum(s.count for s in self.streams)
+        features = sum(s.total for s in self.streams)
         counts = collections.Counter()
         for stream, source in zip(self.streams, self._sources):
-            counts.update(source.stats.as_dict() if source is not None else stream.source_stats)
+            counts.update(stream.source_stats)
+            if source is not None:
+                counts.update(source.stats.as_dict())
         return {"wall_s": elapsed, "frames": frames, "features": features, "events": self._events,
                 "fps_in": frames / elapsed if elapsed else 0.0,
                 "fps_processed": features * self.stride / elapsed if elapsed else 0.0,
@@ -360,7 +432,8 @@ class StreamRunner:
 
     def summary(self) -> Dict:
         """The final stats plus each stream's counters."""
-        return {**self.stats(), "streams": [{"stream": s.name, "frames": s.frames, "features": s.count,
-                                             "error": s.error, **{f"source_{k}": v for k, v in s.source_stats.items()}}
+        return {**self.stats(), "streams": [{"stream": s.name, "frames": s.frames, "features": s.total,
+                                             "gaps": s.gaps, "error": s.error,
+                                             **{f"source_{k}": v for k, v in s.source_stats.items()}}
                                             for s in self.streams],
                 "window": self.options.window, "hop": self.options.hop, "guard": self.options.guard}

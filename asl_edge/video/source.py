@@ -130,11 +130,12 @@ class VideoSource:
 
     def __init__(self, uri: str, geometry: Optional[Geometry] = None, fps: Optional[float] = None,
                  realtime: bool = False, queue_size: int = 8, preset: str = "auto", latency_ms: int = 200,
-                 tcp: bool = True, start_timeout_s: float = 10.0):
+                 tcp: bool = True, start_timeout_s: float = 10.0, frame_timeout_s: Optional[float] = None):
         self.uri = str(uri)
         self.spec: SourceSpec = parse_uri(self.uri)
         self.geometry = geometry
         self.fps = fps
+        self.frame_timeout_s = frame_timeout_s
         self.stats = SourceStats()
         self._check_input()
         Gst = gst()
@@ -301,7 +302,11 @@ class VideoSource:
         """The next sample, or None at the end (EOS, error or close). Waits on the hand-off (a new
         sample wakes it at once) and looks at the bus between waits."""
         h = self._handoff
+        waiting_since = time.monotonic()
         while True:
+            if self.frame_timeout_s is not None and time.monotonic() - waiting_since > self.frame_timeout_s \
+                    and self._error is None:
+                self._error = f"{self.uri}: no frame for {self.frame_timeout_s:g} s (the source stalled or is gone)"
             with h.cond:
                 if not h.samples and not h.closed:
                     h.cond.wait(0.01)
@@ -420,7 +425,8 @@ def open_source(uri: str, geometry: Optional[Geometry] = None, fps: Optional[flo
     rate by timestamp (None: as decoded); ``realtime``: pace files at their own rate (live sources
     always are); ``queue_size``: frames held between GStreamer and the reader; ``preset``: auto,
     software, jetson or nvidia; ``latency_ms``/``tcp``: RTSP options; ``start_timeout_s``: how long
-    to wait for the first frame. Errors that can be found before the first frame raise
-    :class:`VideoError` here.
+    to wait for the first frame; ``frame_timeout_s``: a source that then delivers no frame for
+    this long is an error (a stalled camera or stream). Errors that can be found before the
+    first frame raise :class:`VideoError` here.
     """
     return VideoSource(uri, geometry=geometry, fps=fps, **options)

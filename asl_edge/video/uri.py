@@ -52,7 +52,8 @@ def _test_params(query: str, uri: str) -> Dict[str, float]:
         except ValueError:
             raise VideoError(f"{uri}: option {key}={value!r} is not a number") from None
         if not (math.isfinite(number) and number > 0) or (key != "fps" and not number.is_integer()):
-            raise VideoError(f"{uri}: option {key}={value!r} must be a positive {'number' if key == 'fps' else 'integer'}")
+            kind = "number" if key == "fps" else "integer"
+            raise VideoError(f"{uri}: option {key}={value!r} must be a positive {kind}")
         params[key] = number
     return params
 
