@@ -75,12 +75,13 @@ step install 60 $PY -m pip install -q --no-index --no-deps --no-build-isolation 
 if step build 200 $PY -m asl_edge build-ext --cuda --cuda-arch "$ARCH" --build-dir build/gpu-native --jobs "$(nproc)"; then
   step doctor 30 bash -c "$PY -m asl_edge doctor --json > '$OUT/doctor.json'"
   step tests 120 $PY -m pytest -q -p no:cacheprovider tests/test_ops_cuda.py tests/test_ops.py tests/test_attention.py \
-    tests/test_runtime_cuda.py \
+    tests/test_runtime_cuda.py tests/test_features.py \
     --junitxml="$OUT/pytest.xml"
   step train_tests 100 $PY -m pytest -q -p no:cacheprovider tests/test_trainer.py tests/test_train_losses.py \
     -k "not easy_run and not reaches and not reproduces" --junitxml="$OUT/pytest_train.xml"
   step bench 90 $PY benchmarks/bench_ops.py --device all --runs 50 --out "$OUT/bench_ops.json"
   step bench_train 60 bash -c "cd benchmarks && $PY bench_train.py --iteration --device cuda --runs 10 --out '$OUT/bench_train.json'"
+  step bench_features 90 bash -c "cd benchmarks && $PY bench_features.py --device cuda --runs 5 --out '$OUT/bench_features.json'"
 fi
 if [ -f "$TRT_INCLUDE/NvInfer.h" ]; then
   step plugin_harness 200 env CMAKE_CUDA_ARCHITECTURES="$ARCH" JOBS="$(nproc)" \

@@ -276,3 +276,12 @@ def test_doctor_reports_gstreamer_presets_and_cached_weights(tmp_path, monkeypat
     assert report["video"]["auto_preset"] in ("software", "jetson", "nvidia")
     assert set(report["video"]["preset_elements"]) >= {"nvv4l2decoder", "cudaconvertscale"}
     assert report["extractor_weights"]["i3d-rgb"]["cached"] is False
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (i3d-rgb fp16 runs on CUDA)")
+def test_i3d_fp16_on_cuda_agrees_with_fp32_on_the_cpu(random_i3d_cache):
+    clips = np.random.default_rng(2).integers(0, 256, (2, 16, 224, 224, 3), dtype=np.uint8)
+    want = load_extractor("i3d-rgb").extract(clips)
+    got = load_extractor("i3d-rgb", device="cuda", precision="fp16").extract(clips)
+    cosine = (got * want).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
+    assert got.dtype == np.float32 and cosine.min() > 0.999
