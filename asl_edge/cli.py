@@ -109,12 +109,6 @@ def cmd_import_checkpoint(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
-    from .demo import run_demo
-
-    return run_demo(Path(args.out), seed=args.seed)
-
-
 def cmd_export(args) -> int:
     try:
         from asl_edge.export.exporter import export_checkpoint
@@ -348,11 +342,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"asl-edge {asl_edge.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="run the whole localization pipeline on a built-in sample")
-    p.add_argument("--out", default="out/demo", help="folder for the sample model, features and detections")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_demo)
-
     p = sub.add_parser("infer", help="localize actions in pre-extracted clip features (.npy, T x C)")
     p.add_argument("--ckpt", required=True, help="asl-edge checkpoint (.pt)")
     p.add_argument("--features", required=True, nargs="+", help="one .npy file per video; the file stem is the video id")
@@ -465,11 +454,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=0, help="parallel compile jobs (default: all cores)")
     p.set_defaults(func=cmd_build_ext)
 
+    from . import demo
+    from .bench import command as bench_command
     from .features import commands as feature_commands
     from .features import extract
-
     from .stream import command as stream_command
 
+    demo.add_parser(sub)
+    bench_command.add_parser(sub)
     extract.add_parser(sub)
     feature_commands.add_parser(sub)
     stream_command.add_parser(sub)
@@ -481,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from .demo import DemoError
     from .features import ExtractorError
     from .runtime import ArtifactError
     from .stream import StreamError
@@ -489,7 +482,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CommandError, ExtractorError, VideoError, StreamError, ArtifactError) as err:
+    except (CommandError, DemoError, ExtractorError, VideoError, StreamError, ArtifactError) as err:
         print(f"asl-edge {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

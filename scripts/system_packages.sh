@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages asl-edge's video input and tests need, when they are missing:
-# GStreamer 1.x (tools, base/good/bad/ugly plugins, libav), its GObject-introspection data (and
-# the RTSP server's, for the tests), the headers PyGObject builds against, the build tools, and
-# the mosquitto MQTT broker the streaming tests start on loopback.
+# GStreamer 1.x (tools, base/good/bad/ugly plugins, libav, and -x with a font for the labels of
+# the annotated video), its GObject-introspection data (and the RTSP server's, for the tests), the
+# headers PyGObject builds against, the build tools, and the mosquitto MQTT broker the streaming
+# tests start on loopback.
 # Says what it installs first; apt as root, sudo otherwise. Elsewhere it lists what to install.
 set -euo pipefail
 
 packages=(
   make cmake g++ pkg-config
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-  gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-x fonts-dejavu-core
   gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0
   libgirepository1.0-dev libcairo2-dev
   mosquitto

@@ -1,4 +1,4 @@
-"""The asl-edge command line: infer, import-checkpoint, demo; packaging of train/ and export/."""
+"""The asl-edge command line: infer, import-checkpoint; packaging of train/ and export/."""
 
 import json
 import shutil
@@ -85,17 +85,6 @@ def test_import_checkpoint(tmp_path, capsys):
     torch.save({"epoch": 2}, af)
     assert main(["import-checkpoint", "--from", "actionformer", "--config", str(config_path), str(af), str(out)]) == 2
     assert "not an ActionFormer checkpoint" in capsys.readouterr().err
-
-
-def test_demo_runs_end_to_end(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path)]) == 0
-    results = json.loads((tmp_path / "demo_detections.json").read_text())["results"]["demo_video"]
-    assert 0 < len(results) <= 200
-    assert (tmp_path / "demo_model.pt").is_file() and (tmp_path / "demo_video.npy").is_file()
-    # the model carries its time base: infer needs no --fps
-    assert main(["infer", "--ckpt", str(tmp_path / "demo_model.pt"), "--features",
-                 str(tmp_path / "demo_video.npy"), "--out", str(tmp_path / "again.json")]) == 0
-    assert json.loads((tmp_path / "again.json").read_text())["results"]["demo_video"] == results
 
 
 def test_console_entry_point_and_subpackages():

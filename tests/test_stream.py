@@ -69,6 +69,20 @@ def test_one_windows_own_overlapping_detections_stay_as_its_nms_left_them():
     assert len(low.add_window([det(0, 1.0, 3.0, 0.9), det(0, 1.1, 3.0, 0.3)], 0.0, 5.0, 5.0)) == 1
 
 
+def test_a_later_windows_copy_joins_its_closest_match_not_an_emitted_weak_neighbour():
+    merger = EventMerger("cam", guard_s=4.5)
+    # window 1 ([0, 8.5] s): a strong action ending at 4.43 s (pending: inside the guard) and a weak
+    # detection beside it that ends at 3 s (final at once)
+    out = merger.add_window([det(0, 1.96, 4.43, 0.74), det(0, 1.49, 3.0, 0.01)], 0.0, 8.5, 8.8, stream_start=True)
+    assert [(e["start"], e["score"]) for e in out] == [(1.49, 0.01)]
+    # window 2 sees the strong one again (it covers 70 % of the emitted weak one, but its closest
+    # copy is the pending strong one, IoU 0.99) and a new weak one inside it: the strong action
+    # comes out once with its score, the weak one on its own
+    out = merger.add_window([det(0, 1.94, 4.44, 0.74), det(0, 2.9, 4.3, 0.1)], 0.0, 17.0, 17.3, stream_start=True)
+    assert [(e["start"], e["end"], e["score"]) for e in out] == [(2.9, 4.3, 0.1), (1.96, 4.44, 0.74)]
+    assert merger.flush(20.0) == []
+
+
 # ------------------------------------------------------------------------------------ end to end
 
 

@@ -2,7 +2,8 @@
 the same source and extractor code as live streaming.
 
 For each video, ``OUT/<stem>.npy`` (float32, T x C), an entry in ``OUT/annotations.json`` (the
-ActionFormer ``database`` skeleton: subset, fps, duration, no annotations yet), and for the
+ActionFormer ``database`` skeleton: subset, fps, duration, no annotations yet, except for the
+demo scene, whose script is its ground truth), and for the
 folder ``OUT/features.yaml`` (a config fragment: input_dim, feat_stride, num_frames,
 default_fps, folder and file layout, extractor name and weights hash) and ``OUT/extractor.json``
 (the extractor's whole contract).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -21,7 +23,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..outputs import atomic_output, write_json
-from ..video import VideoError, open_source
+from ..video import VideoError, open_source, parse_uri
+from ..video.scene import is_scene, make_script, scene_params
 from .base import ClipAssembler, ClipExtractor, ExtractorError
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".ogv"}
@@ -62,6 +65,15 @@ def extract_video(uri: str, extractor: ClipExtractor, fps: Optional[float], batc
                                                          "frames": frames, "source": stats}
 
 
+def scene_annotations(uri: str) -> List[Dict]:
+    """The ground truth of a demo scene URI (its script); nothing for any other input."""
+    spec = parse_uri(uri)
+    if not is_scene(spec):
+        return []
+    p = scene_params(spec)
+    return make_script(int(p["seed"]), p["seconds"]).annotations()
+
+
 def _frame_bar(enabled: bool, uri: str):
     if not enabled:
         return None
@@ -72,16 +84,30 @@ def _frame_bar(enabled: bool, uri: str):
     return tqdm(desc=Path(uri).name, unit="frame", dynamic_ncols=True, leave=False, file=sys.stderr)
 
 
-def find_videos(inputs: List[str]) -> List[Path]:
-    """Video files of ``inputs`` (files as given; folders: their video files, sorted)."""
-    videos: List[Path] = []
+def find_videos(inputs: List[str]) -> List[Tuple[str, str]]:
+    """``(video id, uri)`` of every input: a file's id is its stem (folders give their video
+    files, sorted); a URI (``test://demo?seed=3``, ``rtsp://...``) is read as it is, with the id
+    :func:`source_id` gives it."""
+    videos: List[Tuple[str, str]] = []
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            videos.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES))
+        if "://" in item or item.startswith("gst:"):
+            videos.append((source_id(item), item))
+        elif path.is_dir():
+            videos.extend((p.stem, str(p)) for p in sorted(path.iterdir())
+                          if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
         else:
-            videos.append(path)
+            videos.append((path.stem, item))
     return videos
+
+
+def source_id(uri: str) -> str:
+    """A file-name-safe video id for a source URI: ``demo_seed3`` for a demo scene, else the URI
+    with every run of other characters than letters, digits, ``-`` and ``.`` made ``_``."""
+    spec = parse_uri(uri)
+    if is_scene(spec):
+        return f"demo_seed{int(scene_params(spec)['seed'])}"
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", uri).strip("_")
 
 
 def _read_annotations(path: Path) -> Dict:
@@ -120,7 +146,9 @@ def write_config_fragment(out: Path, extractor: ClipExtractor, fps: Optional[flo
 def add_parser(sub) -> None:
     p = sub.add_parser("extract-features", help="videos -> clip-feature files (.npy) for training and infer",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", metavar="VIDEO|DIR", help="video files, or folders of them")
+    p.add_argument("inputs", nargs="+", metavar="VIDEO|DIR|URI",
+                   help="video files, folders of them, or source URIs (test://demo?seed=3&live=0 also writes "
+                        "the scene's ground truth)")
     p.add_argument("--out", required=True, help="folder for <video>.npy, annotations.json, features.yaml")
     p.add_argument("--extractor", default="i3d-rgb", help="i3d-rgb, motion, or an exported clip model's path")
     p.add_argument("--fps", default=None,
@@ -156,11 +184,11 @@ def run(args) -> int:
     videos = find_videos(args.inputs)
     if not videos:
         raise ExtractorError(f"no video files in {', '.join(args.inputs)}")
-    stems: Dict[str, Path] = {}
-    for video in videos:
-        if video.stem in stems:
-            raise ExtractorError(f"{stems[video.stem]} and {video} would both write {video.stem}.npy: rename one")
-        stems[video.stem] = video
+    ids: Dict[str, str] = {}
+    for video_id, uri in videos:
+        if video_id in ids:
+            raise ExtractorError(f"{ids[video_id]} and {uri} would both write {video_id}.npy: rename one")
+        ids[video_id] = uri
     extractor = load_extractor(args.extractor, device=args.device, precision=args.precision)
     fps = _parse_fps(args.fps, extractor)
     out = Path(args.out)
@@ -168,15 +196,15 @@ def run(args) -> int:
     annotations = _read_annotations(out / ANNOTATIONS)
     write_config_fragment(out, extractor, fps)
     failed = 0
-    for i, video in enumerate(videos, 1):
-        target = out / f"{video.stem}.npy"
-        tag = f"[{i}/{len(videos)}] {video}"
-        if target.is_file() and video.stem in annotations["database"]:
+    for i, (video_id, uri) in enumerate(videos, 1):
+        target = out / f"{video_id}.npy"
+        tag = f"[{i}/{len(videos)}] {uri}"
+        if target.is_file() and video_id in annotations["database"]:
             print(f"{tag}: done before, skipped", file=sys.stderr)
             continue
         start = time.perf_counter()
         try:
-            features, info = extract_video(str(video), extractor, fps, batch=args.batch,
+            features, info = extract_video(uri, extractor, fps, batch=args.batch,
                                            progress=not args.no_progress, preset=args.preset)
         except (VideoError, ExtractorError) as err:
             failed += 1
@@ -184,8 +212,9 @@ def run(args) -> int:
             continue
         with atomic_output(target) as tmp:
             np.save(tmp, features)
-        annotations["database"][video.stem] = {"subset": "training", "fps": info["fps"],
-                                               "duration": round(info["duration"], 6), "annotations": []}
+        annotations["database"][video_id] = {"subset": "training", "fps": info["fps"],
+                                             "duration": round(info["duration"], 6),
+                                             "annotations": scene_annotations(uri)}
         write_json(annotations, out / ANNOTATIONS)
         seconds = time.perf_counter() - start
         print(f"{tag}: {features.shape[0]} x {features.shape[1]} features from {info['frames']} frames at "

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import signal
 import sys
-from typing import List
+from typing import Dict, Iterator, List, Optional
 
 from ..outputs import write_json
 from .engine import StreamOptions, StreamRunner
@@ -39,7 +41,66 @@ def add_parser(sub) -> None:
                    help="seconds before the first reopening; doubles each time, at most 30 (default 1)")
     p.add_argument("--frame-timeout", type=float, default=5.0,
                    help="seconds without a frame after which an RTSP/V4L2 source counts as lost (default 5)")
+    p.add_argument("--video-out", default=None, metavar="FILE",
+                   help="write an annotated video (labels and a timeline) of each stream: FILE.mp4 (H.264, VP8 in "
+                        ".webm without x264enc), .webm or .mkv; stream N > 0 goes to FILE's stem.N.ext")
+    p.add_argument("--video-size", type=_size, default=(320, 240), metavar="WxH",
+                   help="frame size of --video-out (default 320x240)")
+    p.add_argument("--video-min-score", type=float, default=0.3,
+                   help="--video-out draws the events scoring this or more (default 0.3)")
     p.set_defaults(func=run)
+
+
+def _size(text: str):
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 320x240, got {text!r}") from None
+    return width, height
+
+
+def _video_line(item) -> str:
+    if item["state"] == "failed":
+        return f"video failed: {item['error']}"
+    if item["state"] == "writing":
+        labels = "" if item["labels"] else "; no labels: textoverlay is missing (gstreamer1.0-x)"
+        return f"video: writing {item['path']} ({item['codec']}){labels}"
+    return f"video: {item['frames']} frames in {item['path']}, {item['dropped']} dropped"
+
+
+def status_line(item: Dict) -> Optional[str]:
+    """What a status item says on stderr (None for events and the stats, printed elsewhere)."""
+    status = item.get("status")
+    if status in ("error", "reconnecting"):
+        return f"{item['stream']}: {status}: {item['error']}"
+    if status == "video_out":
+        return f"{item['stream']}: {_video_line(item)}"
+    if status == "gap":
+        return f"{item['stream']}: back after a gap from {item['from_s']:.1f} s to {item['to_s']:.1f} s"
+    return None
+
+
+@contextlib.contextmanager
+def flush_on_signals(runner: StreamRunner, command: str) -> Iterator[None]:
+    """Within the block, SIGINT/SIGTERM stop the runner (pending events are flushed and the run
+    ends normally); a second signal forces (KeyboardInterrupt)."""
+    count = 0
+
+    def on_signal(number, frame):
+        nonlocal count
+        count += 1
+        if count > 1:
+            raise KeyboardInterrupt
+        print(f"asl-edge {command}: {signal.Signals(number).name}: flushing pending events (again to force)",
+              file=sys.stderr)
+        runner.stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _stats_line(stats) -> str:
@@ -61,38 +122,24 @@ def run(args) -> int:
     options = StreamOptions(window=args.window, hop=args.hop, guard=args.guard, min_score=args.min_score,
                             realtime=args.realtime, stats_interval=args.stats_interval, max_seconds=args.max_seconds,
                             preset=args.preset, reconnect_attempts=args.reconnect_attempts,
-                            reconnect_interval=args.reconnect_interval, frame_timeout=args.frame_timeout)
+                            reconnect_interval=args.reconnect_interval, frame_timeout=args.frame_timeout,
+                            video_out=args.video_out, video_size=args.video_size,
+                            video_min_score=args.video_min_score)
     runner = StreamRunner(backend, args.source, extractor, options, device=args.device)
     sinks: List = [JsonLinesSink(args.out)]
     if args.mqtt:
         sinks.append(MqttSink(args.mqtt))
-    signals = {"count": 0}
-
-    def on_signal(number, frame):
-        signals["count"] += 1
-        if signals["count"] > 1:
-            raise KeyboardInterrupt
-        print(f"asl-edge stream: {signal.Signals(number).name}: flushing pending events (again to force)",
-              file=sys.stderr)
-        runner.stop()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     print(f"asl-edge stream: {len(args.source)} source(s), extractor {runner.extractor.name}, window "
           f"{options.window}, hop {options.hop}, guard {options.guard}", file=sys.stderr)
     try:
-        for item in runner.events():
-            if item.get("status") == "stats":
-                print(_stats_line(item), file=sys.stderr)
-            elif item.get("status") in ("error", "reconnecting"):
-                print(f"asl-edge stream: {item['stream']}: {item['status']}: {item['error']}", file=sys.stderr)
-            elif item.get("status") == "gap":
-                print(f"asl-edge stream: {item['stream']}: back after a gap from {item['from_s']:.1f} s to "
-                      f"{item['to_s']:.1f} s", file=sys.stderr)
-            for sink in sinks:
-                sink.send(item)
+        with flush_on_signals(runner, "stream"):
+            for item in runner.events():
+                line = _stats_line(item) if item.get("status") == "stats" else status_line(item)
+                if line is not None:
+                    print(line if item.get("status") == "stats" else f"asl-edge stream: {line}", file=sys.stderr)
+                for sink in sinks:
+                    sink.send(item)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         for sink in sinks:
             sink.close()
     summary = runner.summary()

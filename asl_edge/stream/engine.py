@@ -4,7 +4,8 @@ inference does them) -> stream seconds -> cross-window merge -> events.
 
 Threads: one reader per source (frames -> clips, into a bounded queue, so a slow consumer makes
 a live source drop its oldest frames, counted there), one extractor worker and one network
-worker, each batching whatever is ready across streams. Events come out of :meth:`StreamRunner.events`
+worker, each batching whatever is ready across streams; with ``video_out``, the readers also hand
+display frames to each stream's :class:`VideoOut`. Events come out of :meth:`StreamRunner.events`
 (or its callback form :meth:`StreamRunner.run`) in finalization order.
 """
 
@@ -15,16 +16,17 @@ import queue
 import statistics
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Deque, Dict, Iterator, List, Optional, Sequence, Union
+from dataclasses import dataclass, field, replace
+from typing import Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..features import ClipAssembler, ClipExtractor, load_extractor
 from ..model import padded_length
 from ..runtime import Backend, load
-from ..video import VideoError, open_source, parse_uri
+from ..video import VideoError, has_element, open_source, parse_uri
 from .merge import EventMerger
+from .video_out import VideoOut, choose_encoding, stream_path
 
 _END = object()
 
@@ -41,7 +43,10 @@ class StreamOptions:
     are not emitted; ``merge_overlap``: overlap (of the shorter) at which two windows' detections
     are one action; ``reconnect_attempts``/``reconnect_interval``: a lost RTSP or V4L2 source (an
     error, an end, or no frame for ``frame_timeout`` seconds) is reopened up to this many times in
-    a row, waiting ``interval``, then twice that, ... (at most 30 s)."""
+    a row, waiting ``interval``, then twice that, ... (at most 30 s); ``video_out``: write an
+    annotated video of each stream to this file (stream N > 0 to ``stem.N.ext``; see
+    :mod:`asl_edge.stream.video_out`) with frames of ``video_size`` (width, height), drawing the
+    events that score ``video_min_score`` or more."""
 
     window: Optional[int] = None
     hop: Optional[int] = None
@@ -57,6 +62,9 @@ class StreamOptions:
     reconnect_attempts: int = 10
     reconnect_interval: float = 1.0
     frame_timeout: float = 5.0
+    video_out: Optional[str] = None
+    video_size: Tuple[int, int] = (320, 240)
+    video_min_score: float = 0.3
 
 
 @dataclass
@@ -76,6 +84,7 @@ class _Stream:
     source_stats: Dict = field(default_factory=dict)
     offset_s: float = 0.0     # stream time of the current segment's first frame
     gaps: int = 0
+    video: Optional[VideoOut] = None
 
 
 @dataclass
@@ -163,6 +172,9 @@ class StreamRunner:
         self._started = 0.0
         self._sources: List = [None] * len(self.streams)
         self._failure: Optional[str] = None
+        self._closers: List[threading.Thread] = []
+        if self.options.video_out is not None:
+            self._make_videos()
 
     # --- set-up ---------------------------------------------------------------------------------
     def _set_window(self) -> None:
@@ -182,6 +194,19 @@ class StreamRunner:
                 raise StreamError(f"--window {o.window} does not fit the artifact's fixed T = {self.backend.window}: "
                                   f"use --window {self.backend.window} or less, or a dynamic-length export")
 
+    def _make_videos(self) -> None:
+        """A :class:`VideoOut` per stream; its status reports join the event stream."""
+        width, height = self.options.video_size
+        if width < 2 or height < 2 or width % 2 or height % 2:
+            raise StreamError(f"video_size must be even, at least 2x2, got {width}x{height}")
+        encoding = choose_encoding(self.options.video_out, has_element)
+        for stream in self.streams:
+            def report(item: Dict, name: str = stream.name) -> None:
+                self._out.put({"stream": name, "status": "video_out", **item})
+
+            stream.video = VideoOut(replace(encoding, path=stream_path(encoding.path, stream.index)),
+                                    (width, height), report, wait=not parse_uri(stream.uri).live)
+
     # --- threads --------------------------------------------------------------------------------
     def _read(self, stream: _Stream) -> None:
         """Reader thread: frames -> clips (blocking put: back-pressure reaches the source's queue).
@@ -191,28 +216,33 @@ class StreamRunner:
         attempts, delay, error, lost = 0, self.options.reconnect_interval, None, None
         while True:
             assembler = ClipAssembler(self.clip_frames, self.stride)
+            shift = None                                            # stream time minus this source's timestamps
             try:
                 source = open_source(stream.uri, geometry=self.extractor.clip.geometry, fps=self.fps,
                                      realtime=self.options.realtime, queue_size=self.options.queue_size,
                                      preset=self.options.preset,
-                                     frame_timeout_s=self.options.frame_timeout if reconnects else None)
+                                     frame_timeout_s=self.options.frame_timeout if reconnects else None,
+                                     display=self.options.video_size if stream.video is not None else None)
                 self._sources[stream.index] = source
                 with source:
                     tick = time.perf_counter()
                     for frame in source:
                         self._timings["decode"].append(time.perf_counter() - tick)
                         if origin is None:
-                            origin = time.monotonic()
+                            origin, shift = time.monotonic(), -frame.pts_s
                         elif lost is not None:                       # first frame after a loss
-                            self._put(self._clips, (stream.index, _NewSegment(time.monotonic() - origin, lost)),
-                                      force=True)
+                            offset = time.monotonic() - origin
+                            self._put(self._clips, (stream.index, _NewSegment(offset, lost)), force=True)
+                            shift = offset - frame.pts_s
                             lost, attempts, delay = None, 0, self.options.reconnect_interval
                         stream.frames += 1
                         for _, clip in assembler.push(frame.rgb, frame.pts_s):
                             self._put(self._clips, (stream.index, clip))
+                        self._show(stream, source, shift)
                         if self._stop.is_set():
                             break
                         tick = time.perf_counter()
+                    self._show(stream, source, shift)
                     self._keep_counts(stream, source)
                 # a live network source that ends has been lost (rtspsrc ends when the server goes away)
                 error = None if not reconnects or self._stop.is_set() else f"{stream.uri}: the stream ended"
@@ -231,6 +261,11 @@ class StreamRunner:
                 break
             delay = min(2 * delay, 30.0)
         self._put(self._clips, (stream.index, error or _END), force=True)
+
+    def _show(self, stream: _Stream, source, shift: Optional[float]) -> None:
+        """Hand the source's new display frames, on the stream's time base, to the stream's video."""
+        if stream.video is not None and shift is not None:
+            stream.video.add([(pts + shift, rgb) for pts, rgb in source.display_frames()])
 
     def _keep_counts(self, stream: _Stream, source) -> None:
         """Add a closed source's counters to the stream's (a reconnected stream has several)."""
@@ -332,6 +367,8 @@ class StreamRunner:
             results = dict(zip(map(id, ready), detections))
             for job in jobs:
                 self._finish_window(job, results.get(id(job), []))
+        for closer in self._closers:
+            closer.join()
         self._out.put(_END)
 
     def _finish_window(self, job: _Window, detections: List[Dict]) -> None:
@@ -351,6 +388,9 @@ class StreamRunner:
         if job.final:
             events += stream.merger.flush(decided_at)
         self._timings["merge"].append(time.perf_counter() - tick)
+        if stream.video is not None:
+            shown = [e for e in events if e["score"] >= self.options.video_min_score]
+            stream.video.decided(shown, decided_at if job.final else self._settled(stream, job))
         for event in events:
             self._latencies.append(event["latency_s"])
             self._events += 1
@@ -361,6 +401,17 @@ class StreamRunner:
             if stream.error:
                 status["error"] = stream.error
             self._out.put(status)
+            if stream.video is not None:                 # finalize the file without holding up the other streams
+                closer = threading.Thread(target=stream.video.close, daemon=True, name=f"asl-video-{stream.index}")
+                closer.start()
+                self._closers.append(closer)
+
+    def _settled(self, stream: _Stream, job: _Window) -> float:
+        """The stream time before which every event is final already: detections are clamped to
+        their window, every later window of the segment starts at feature ``count + 1 - window``
+        or after (``count``: the features so far), and a pending detection starts where it starts."""
+        next_start = max(0, job.start + len(job.features) + 1 - self.options.window)
+        return min(job.offset_s + next_start * self.stride / self.fps, stream.merger.earliest_pending())
 
     # --- public ---------------------------------------------------------------------------------
     def events(self) -> Iterator[Dict]:
@@ -391,6 +442,9 @@ class StreamRunner:
                 yield item
         for thread in threads:
             thread.join(timeout=5)
+        for stream in self.streams:                     # after a failure: the files are finalized all the same
+            if stream.video is not None:
+                stream.video.close()
         if self._failure is not None:
             raise StreamError(f"the stream stopped: {self._failure}")
 
@@ -432,6 +486,7 @@ class StreamRunner:
         """The final stats plus each stream's counters."""
         return {**self.stats(), "streams": [{"stream": s.name, "frames": s.frames, "features": s.total,
                                              "gaps": s.gaps, "error": s.error,
-                                             **{f"source_{k}": v for k, v in s.source_stats.items()}}
+                                             **{f"source_{k}": v for k, v in s.source_stats.items()},
+                                             **({"video_out": s.video.stats()} if s.video is not None else {})}
                                             for s in self.streams],
                 "window": self.options.window, "hop": self.options.hop, "guard": self.options.guard}

@@ -8,7 +8,8 @@ Two detections of the same class from different windows whose overlap covers ``m
 of the shorter one are copies of one action. They merge side by side: the start comes from the
 copy whose start lay further inside its window, the end likewise, the score from the copy with
 the most context on its worse side — so an action cut by one window's end and another's start
-comes out whole. A detection that matches an action already emitted is dropped. A window's own
+comes out whole. A detection joins its closest copy (by IoU) among pending and emitted ones; if
+that copy was already emitted, it is dropped. A window's own
 detections are kept as its NMS left them, so one window gives what offline inference gives.
 A window edge that is the stream's own start or end cuts nothing (its margin is infinite).
 """
@@ -39,6 +40,12 @@ class Candidate:
         inter = max(0.0, min(self.end, other.end) - max(self.start, other.start))
         shorter = min(self.end - self.start, other.end - other.start)
         return inter / shorter if shorter > 0 else float(inter > 0 or self.start == other.start)
+
+    def iou(self, other: "Candidate") -> float:
+        """Intersection over union of the two segments."""
+        inter = max(0.0, min(self.end, other.end) - max(self.start, other.start))
+        union = max(self.end, other.end) - min(self.start, other.start)
+        return inter / union if union > 0 else 1.0
 
     def merged(self, other: "Candidate") -> "Candidate":
         first = self if self.start_margin >= other.start_margin else other
@@ -85,17 +92,26 @@ class EventMerger:
         self.emitted = []
         return finished
 
+    def earliest_pending(self) -> float:
+        """The earliest start of a detection still pending (inf when none is)."""
+        return min((p.start for p in self.pending), default=math.inf)
+
     def _same(self, a: Candidate, b: Candidate) -> bool:
         return not (a.windows & b.windows) and a.label_id == b.label_id and a.covers(b) >= self.merge_overlap
 
     def _offer(self, candidate: Candidate) -> None:
-        if any(self._same(candidate, done) for done in self.emitted):
+        """Merge ``candidate`` into its closest copy (highest IoU) among the pending detections and
+        the emitted events: dropped when that is an emitted one, merged when it is pending, new
+        when it has no copy. (Closest, not first: a weak detection beside a strong one must not
+        take the strong one's copy from a later window.)"""
+        copies = [(candidate.iou(other), i, other) for i, other in enumerate(self.pending + self.emitted)
+                  if self._same(candidate, other)]
+        if not copies:
+            self.pending.append(candidate)
             return
-        for i, other in enumerate(self.pending):
-            if self._same(candidate, other):
-                self.pending[i] = other.merged(candidate)
-                return
-        self.pending.append(candidate)
+        _, i, other = max(copies, key=lambda c: c[0])
+        if i < len(self.pending):
+            self.pending[i] = other.merged(candidate)
 
     def _finalize(self, before_s: float, decided_at: float) -> List[Dict]:
         ready = sorted((p for p in self.pending if p.end <= before_s), key=lambda p: (p.end, p.start, -p.score))

@@ -1,7 +1,8 @@
 """GStreamer pipeline descriptions for every source kind and hardware preset (pure functions).
 
-A pipeline is ``<source and decoder> ! <geometry> ! appsink``. The geometry chain crops a centred
-region and scales it to the size the extractor asks for, in the preset's memory where it can:
+A pipeline is ``<source and decoder> ! <geometry> ! appsink`` (asked for a display size, a ``tee``
+after the decoder also feeds a display branch, see :func:`display_chain`). The geometry chain crops
+a centred region and scales it to the size the extractor asks for, in the preset's memory where it can:
 
 * ``software``: ``decodebin``; ``videocrop`` + ``videoscale`` + ``videoconvert`` on the CPU;
 * ``jetson``: ``nvv4l2decoder``; ``nvvidconv`` crops and scales in NVMM before the frame leaves it;
@@ -19,10 +20,13 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from .scene import scene_description
 from .uri import SourceSpec, VideoError
 
 PRESETS = ("software", "jetson", "nvidia")
+DISPLAY_FPS = 15          # frame-rate cap of the display branch (the annotated video)
 SINK_NAME = "asl_sink"
+DISPLAY_NAME = "asl_display"
 
 # element factory -> what provides it (named in "missing element" errors)
 ELEMENT_PACKAGES = {
@@ -30,6 +34,7 @@ ELEMENT_PACKAGES = {
     "decodebin": "gstreamer1.0-plugins-base", "parsebin": "gstreamer1.0-plugins-base",
     "videoconvert": "gstreamer1.0-plugins-base", "videoscale": "gstreamer1.0-plugins-base",
     "videotestsrc": "gstreamer1.0-plugins-base", "videorate": "gstreamer1.0-plugins-base",
+    "compositor": "gstreamer1.0-plugins-base",
     "videocrop": "gstreamer1.0-plugins-good", "rtspsrc": "gstreamer1.0-plugins-good",
     "v4l2src": "gstreamer1.0-plugins-good", "jpegdec": "gstreamer1.0-plugins-good",
     "vp8dec": "gstreamer1.0-plugins-good", "avdec_h264": "gstreamer1.0-libav",
@@ -38,6 +43,11 @@ ELEMENT_PACKAGES = {
     "cudadownload": "gstreamer1.0-plugins-bad (nvcodec, NVIDIA driver)",
     "nvv4l2decoder": "JetPack (nvidia-l4t-gstreamer)", "nvvidconv": "JetPack (nvidia-l4t-gstreamer)",
     "nvarguscamerasrc": "JetPack (nvidia-l4t-gstreamer)",
+    "tee": "gstreamer1.0 (core)", "queue": "gstreamer1.0 (core)", "filesink": "gstreamer1.0 (core)",
+    "appsrc": "gstreamer1.0-plugins-base", "textoverlay": "gstreamer1.0-x (and fonts-dejavu-core)",
+    "x264enc": "gstreamer1.0-plugins-ugly", "vp8enc": "gstreamer1.0-plugins-good",
+    "mp4mux": "gstreamer1.0-plugins-good", "webmmux": "gstreamer1.0-plugins-good",
+    "matroskamux": "gstreamer1.0-plugins-good",
 }
 # the elements whose presence selects a hardware preset
 PRESET_ELEMENTS = {"jetson": ("nvv4l2decoder", "nvvidconv"), "nvidia": ("cudaupload", "cudaconvertscale",
@@ -96,6 +106,8 @@ def source_chain(spec: SourceSpec, preset: str, latency_ms: int = 200, tcp: bool
         return f"rtspsrc location={quote(spec.location)} latency={int(latency_ms)}{protocols} ! {hw_decode}"
     if spec.kind == "v4l2":
         return f"v4l2src device={quote(spec.location)} ! decodebin"
+    if spec.kind == "test" and spec.location == "demo":
+        return scene_description(spec, _fraction)
     if spec.kind == "test":
         p = spec.params
         frames = f" num-buffers={int(p['frames'])}" if "frames" in p else ""
@@ -135,21 +147,48 @@ def sink_chain(live: bool, realtime: bool, queue_size: int) -> str:
             "enable-last-sample=false")
 
 
+def display_chain(size: Tuple[int, int], preset: str, live: bool, queue_size: int) -> str:
+    """The display branch: RGB frames of ``size`` (width, height), letterboxed, at most
+    ``DISPLAY_FPS`` per second (faster sources lose frames here, not in the reader), in an appsink that
+    drops its oldest beyond ``queue_size`` and lets EOS through while it still holds frames, so a
+    reader that falls behind loses display frames and never holds up the detection branch; behind
+    a queue that is leaky for live sources (a file waits for the branch instead). Scaled on the CPU
+    under every preset (the jetson preset copies the frames out of NVMM first)."""
+    width, height = size
+    leaky = "downstream" if live else "no"
+    out_of_nvmm = "nvvidconv ! video/x-raw,format=RGBA ! " if preset == "jetson" else ""
+    return (f"queue leaky={leaky} max-size-buffers=2 max-size-bytes=0 max-size-time=0 ! {out_of_nvmm}"
+            f"videorate drop-only=true max-rate={DISPLAY_FPS} ! videoscale ! "
+            f"video/x-raw,width={int(width)},height={int(height)},pixel-aspect-ratio=1/1 ! videoconvert ! "
+            f"video/x-raw,format=RGB ! appsink name={DISPLAY_NAME} max-buffers={int(queue_size)} drop=true sync=false "
+            "wait-on-eos=false enable-last-sample=false")
+
+
 def build_pipeline(spec: SourceSpec, geometry: Optional[Geometry], preset: str = "software", realtime: bool = False,
-                   queue_size: int = 4, latency_ms: int = 200, tcp: bool = True) -> str:
-    """The whole pipeline description for ``spec``."""
+                   queue_size: int = 4, latency_ms: int = 200, tcp: bool = True,
+                   display: Optional[Tuple[int, int]] = None) -> str:
+    """The whole pipeline description for ``spec``; with ``display`` (width, height), a ``tee``
+    after the decoder feeds a second branch, :func:`display_chain`, as well."""
     if preset not in PRESETS:
         raise VideoError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    return " ! ".join([source_chain(spec, preset, latency_ms, tcp), geometry_chain(geometry, preset),
-                       sink_chain(spec.live, realtime, queue_size)])
+    detection = [geometry_chain(geometry, preset), sink_chain(spec.live, realtime, queue_size)]
+    source = source_chain(spec, preset, latency_ms, tcp)
+    if display is None:
+        return " ! ".join([source, *detection])
+    return " ! ".join([source, "tee name=asl_tee", "queue max-size-buffers=2 max-size-bytes=0 max-size-time=0",
+                       *detection]) + " asl_tee. ! " + display_chain(display, preset, spec.live, 2 * queue_size + 8)
 
 
 def element_names(description: str) -> List[str]:
-    """Factory names in a pipeline description (caps and properties left out)."""
+    """Factory names in a pipeline description (caps, properties and ``name.pad`` links left out;
+    a link that ends one branch may be followed by the element starting the next)."""
     names = []
     for part in re.split(r"\s!\s", description):
-        token = part.strip().split(" ", 1)[0] if part.strip() else ""
-        if token and "/" not in token and "=" not in token and not token.startswith(("(", '"')):
+        tokens = part.split()
+        while tokens and "." in tokens[0] and "=" not in tokens[0] and "/" not in tokens[0]:
+            tokens.pop(0)
+        token = tokens[0] if tokens else ""
+        if token and not any(c in token for c in "/=.") and not token.startswith(("(", '"')):
             names.append(token)
     return names
 

@@ -18,13 +18,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Deque, Dict, Iterator, Optional
+from typing import Deque, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .pipeline import (ELEMENT_PACKAGES, PRESETS, SINK_NAME, Geometry, build_pipeline, choose_preset,
+from .pipeline import (DISPLAY_NAME, ELEMENT_PACKAGES, PRESETS, SINK_NAME, Geometry, build_pipeline, choose_preset,
                        element_names)
 from .resample import Resampler
+from .scene import animate, is_scene
 from .uri import SourceSpec, VideoError, parse_uri
 
 log = logging.getLogger("asl_edge.video")
@@ -130,7 +131,8 @@ class VideoSource:
 
     def __init__(self, uri: str, geometry: Optional[Geometry] = None, fps: Optional[float] = None,
                  realtime: bool = False, queue_size: int = 8, preset: str = "auto", latency_ms: int = 200,
-                 tcp: bool = True, start_timeout_s: float = 10.0, frame_timeout_s: Optional[float] = None):
+                 tcp: bool = True, start_timeout_s: float = 10.0, frame_timeout_s: Optional[float] = None,
+                 display: Optional[Tuple[int, int]] = None):
         self.uri = str(uri)
         self.spec: SourceSpec = parse_uri(self.uri)
         self.geometry = geometry
@@ -142,13 +144,15 @@ class VideoSource:
         if self.preset not in PRESETS:
             raise VideoError(f"unknown preset {preset!r}; choose auto or one of {', '.join(PRESETS)}")
         self.description = build_pipeline(self.spec, geometry, self.preset, realtime=realtime,
-                                          queue_size=max(2, queue_size), latency_ms=latency_ms, tcp=tcp)
+                                          queue_size=max(2, queue_size), latency_ms=latency_ms, tcp=tcp,
+                                          display=display)
         log.info("%s: %s", self.uri, self.description)
         self._check_elements()
         try:
             self.pipeline = Gst.parse_launch(self.description)
         except Exception as err:  # GLib.Error: a malformed description (gst: sources) or a bad property
             raise VideoError(f"{self.uri}: the pipeline cannot be built: {err} (pipeline: {self.description})") from err
+        self.scene = animate(self.pipeline, self.spec) if is_scene(self.spec) else None
         self._bus = self.pipeline.get_bus()
         self._handoff = _Handoff(capacity=max(1, queue_size), live=self.spec.live)
         self._resampler: Optional[Resampler] = Resampler(fps) if fps else None
@@ -163,6 +167,7 @@ class VideoSource:
         self._install_geometry_probe()
         sink = self.pipeline.get_by_name(SINK_NAME)
         sink.connect("new-sample", self._on_sample)
+        self._display = self.pipeline.get_by_name(DISPLAY_NAME) if display is not None else None
         self._start(start_timeout_s)
 
     # --- set-up ---------------------------------------------------------------------------------
@@ -322,7 +327,8 @@ class VideoSource:
                 continue
             self._poll_bus(0)
 
-    def _to_frame(self, sample) -> Frame:
+    def _rgb(self, sample):
+        """The sample's RGB pixels, copied row by row through the negotiated stride, and its VideoInfo."""
         from gi.repository import GstVideo
 
         Gst = gst()
@@ -334,8 +340,6 @@ class VideoSource:
         offset = 0
         if meta is not None:
             stride, offset = meta.stride[0], meta.offset[0]
-        if self.native_fps is None and info.fps_n > 0 and info.fps_d > 0:
-            self.native_fps = info.fps_n / info.fps_d
         ok, mapped = buffer.map(Gst.MapFlags.READ)
         if not ok:
             raise VideoError(f"{self.uri}: a buffer could not be mapped")
@@ -343,9 +347,17 @@ class VideoSource:
             data = np.frombuffer(mapped.data, dtype=np.uint8)
             rows = np.lib.stride_tricks.as_strided(data[offset:], shape=(height, width * 3), strides=(stride, 1),
                                                    writeable=False)
-            rgb = np.ascontiguousarray(rows).reshape(height, width, 3)
+            return np.ascontiguousarray(rows).reshape(height, width, 3), info
         finally:
             buffer.unmap(mapped)
+
+    def _to_frame(self, sample) -> Frame:
+        Gst = gst()
+        buffer = sample.get_buffer()
+        rgb, info = self._rgb(sample)
+        width, height = info.width, info.height
+        if self.native_fps is None and info.fps_n > 0 and info.fps_d > 0:
+            self.native_fps = info.fps_n / info.fps_d
         if buffer.duration != Gst.CLOCK_TIME_NONE:
             self._last_duration = buffer.duration / Gst.SECOND
         self.frame_size = (height, width)
@@ -380,6 +392,21 @@ class VideoSource:
                 self._sync_resample_counts()
         self.stats.delivered += 1
         return self._ready.popleft()
+
+    def display_frames(self) -> List[Tuple[float, np.ndarray]]:
+        """The display frames (``display`` size, RGB) decoded since the last call, as ``(pts_s,
+        rgb)`` with the source's own timestamps (not resampled); never waits. Empty without a
+        display branch. The branch keeps the newest few: call it about once per frame."""
+        Gst = gst()
+        frames = []
+        while self._display is not None:
+            sample = self._display.emit("try-pull-sample", 0)
+            if sample is None:
+                break
+            pts = sample.get_buffer().pts
+            if pts != Gst.CLOCK_TIME_NONE:
+                frames.append((pts / Gst.SECOND, self._rgb(sample)[0]))
+        return frames
 
     def _sync_resample_counts(self) -> None:
         counts = self._resampler.counts
@@ -425,7 +452,8 @@ def open_source(uri: str, geometry: Optional[Geometry] = None, fps: Optional[flo
     always are); ``queue_size``: frames held between GStreamer and the reader; ``preset``: auto,
     software, jetson or nvidia; ``latency_ms``/``tcp``: RTSP options; ``start_timeout_s``: how long
     to wait for the first frame; ``frame_timeout_s``: a source that then delivers no frame for
-    this long is an error (a stalled camera or stream). Errors that can be found before the
-    first frame raise :class:`VideoError` here.
+    this long is an error (a stalled camera or stream); ``display``: (width, height) of a second,
+    unresampled branch read with :meth:`VideoSource.display_frames` (None: no such branch). Errors
+    that can be found before the first frame raise :class:`VideoError` here.
     """
     return VideoSource(uri, geometry=geometry, fps=fps, **options)

@@ -6,6 +6,7 @@
 | ``rtsp://host[:port]/path`` | an RTSP stream (options ``latency_ms``, ``tcp``) |
 | ``v4l2:///dev/videoN`` | a V4L2 camera (raw or MJPEG caps) |
 | ``test://PATTERN?fps=F&width=W&height=H&frames=N`` | ``videotestsrc`` (live), e.g. ``test://ball`` |
+| ``test://demo?seed=N&seconds=S&fps=F&width=W&height=H&live=0`` | the built-in demo scene (:mod:`.scene`) |
 | ``csi://N`` | a Jetson CSI camera (``nvarguscamerasrc sensor-id=N``) |
 | ``gst:DESCRIPTION`` | a raw GStreamer pipeline description; the sink is attached to its end |
 """
@@ -25,6 +26,8 @@ class VideoError(RuntimeError):
 
 KINDS = ("file", "rtsp", "v4l2", "test", "csi", "gst")
 TEST_DEFAULTS = {"fps": 30.0, "width": 320, "height": 240}
+TEST_OPTIONS = ("fps", "width", "height", "frames")
+SCENE_OPTIONS = ("fps", "width", "height", "seed", "seconds", "live")
 
 
 @dataclass(frozen=True)
@@ -38,22 +41,27 @@ class SourceSpec:
 
     @property
     def live(self) -> bool:
-        """Frames come at the source's pace whether or not they are read (drop-oldest applies)."""
-        return self.kind in ("rtsp", "v4l2", "test", "csi")
+        """Frames come at the source's pace whether or not they are read (drop-oldest applies);
+        ``test://demo?live=0`` renders as fast as it is read."""
+        return self.kind in ("rtsp", "v4l2", "test", "csi") and bool(self.params.get("live", 1))
 
 
-def _test_params(query: str, uri: str) -> Dict[str, float]:
+def _test_params(pattern: str, query: str, uri: str) -> Dict[str, float]:
     params: Dict[str, float] = dict(TEST_DEFAULTS)
+    allowed = SCENE_OPTIONS if pattern == "demo" else TEST_OPTIONS
     for key, value in parse_qsl(query, keep_blank_values=True):
-        if key not in ("fps", "width", "height", "frames"):
-            raise VideoError(f"{uri}: unknown option {key!r} (test:// takes fps, width, height, frames)")
+        if key not in allowed:
+            raise VideoError(f"{uri}: unknown option {key!r} (test://{pattern} takes {', '.join(allowed)})")
         try:
             number = float(value)
         except ValueError:
             raise VideoError(f"{uri}: option {key}={value!r} is not a number") from None
-        if not (math.isfinite(number) and number > 0) or (key != "fps" and not number.is_integer()):
-            kind = "number" if key == "fps" else "integer"
-            raise VideoError(f"{uri}: option {key}={value!r} must be a positive {kind}")
+        fractional = key in ("fps", "seconds")
+        low_ok = number >= 0 if key in ("seed", "live") else number > 0
+        if not (math.isfinite(number) and low_ok) or (not fractional and not number.is_integer()):
+            kind = "number" if fractional else "integer"
+            sign = "non-negative" if key in ("seed", "live") else "positive"
+            raise VideoError(f"{uri}: option {key}={value!r} must be a {sign} {kind}")
         params[key] = number
     return params
 
@@ -80,7 +88,7 @@ def parse_uri(uri: str) -> SourceSpec:
         return SourceSpec("v4l2", device)
     if scheme == "test":
         pattern = parts.netloc or parts.path.strip("/") or "smpte"
-        return SourceSpec("test", pattern, _test_params(parts.query, uri))
+        return SourceSpec("test", pattern, _test_params(pattern, parts.query, uri))
     if scheme == "csi":
         sensor = parts.netloc or "0"
         if not sensor.isdigit():
