@@ -122,7 +122,7 @@ def cmd_export(args) -> int:
         raise CommandError("--ckpt is required (or --extractor NAME to export a clip extractor)")
     spec = ExportSpec(format=args.format, precision=args.precision, window=args.window or 0, batch=args.batch,
                       postprocess=args.postprocess, dynamic_length=args.dynamic, dynamic_batch=args.dynamic_batch,
-                      max_length=args.max_length or 0, device=args.device)
+                      max_length=args.max_length or 0, device=args.device, calibration=args.calibration)
     if not args.window:
         from .model import load_checkpoint
 
@@ -138,6 +138,8 @@ def cmd_export(args) -> int:
         raise CommandError(str(err)) from err
     print(f"wrote {summary['artifact']} ({summary['size_bytes'] / 1e6:.1f} MB) in {summary['export_seconds']:.1f} s",
           file=sys.stderr)
+    if "calibration" in summary:
+        print(f"int8 calibration: {summary['calibration']}", file=sys.stderr)
     if "parity" in summary:
         print(format_parity(summary["parity"]), file=sys.stderr)
         if not summary["parity"]["passed"]:
@@ -363,13 +365,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="asl-edge checkpoint to write (.pt)")
     p.set_defaults(func=cmd_import_checkpoint)
 
-    p = sub.add_parser("export", help="export a checkpoint to TorchScript, torch.export, AOTInductor, ONNX or TensorRT")
+    p = sub.add_parser("export", help="export a checkpoint to TorchScript, torch.export, AOTInductor, ONNX, TensorRT "
+                       "or OpenVINO")
     p.add_argument("--ckpt", default=None, help="asl-edge checkpoint (.pt)")
     p.add_argument("--extractor", default=None, metavar="NAME",
                    help="export this clip extractor (i3d-rgb) instead of a checkpoint: torchscript or onnx")
-    p.add_argument("--format", required=True, choices=["torchscript", "exported", "aoti", "onnx", "onnx-trt", "engine"])
+    p.add_argument("--format", required=True,
+                   choices=["torchscript", "exported", "aoti", "onnx", "onnx-trt", "engine", "openvino"])
     p.add_argument("--out", required=True, help="folder for the artifact, metadata.json and parity.json")
-    p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
+    p.add_argument("--precision", choices=["fp32", "fp16", "bf16", "int8"], default="fp32",
+                   help="bf16 and int8: CPU low precision, --format openvino")
+    p.add_argument("--calibration", default=None, metavar="DIR_OF_NPY|DATASET_CONFIG",
+                   help="int8: features to calibrate on, a folder of (T, C) .npy files or a dataset config whose "
+                        "training split to use (default: the checkpoint's own training split)")
     p.add_argument("--window", type=int, default=None,
                    help="input length T (default: the config's max_seq_len); fixed unless --dynamic")
     p.add_argument("--batch", type=int, default=1)

@@ -2,7 +2,9 @@
 # One command for a lent GPU machine (PyTorch with CUDA, nvcc, no internet, no TensorRT):
 # installs asl-edge in place (no downloads), builds the CUDA ops, runs the op tests (CPU and GPU),
 # the runtime's CUDA-graph tests, the training tests (AMP on CUDA) and the op and training-iteration benchmarks, builds and runs
-# the TensorRT plugin harness when headers were carried along, and writes JSON to $OUT.
+# the TensorRT plugin harness when headers were carried along, runs asl-edge bench on the GPU
+# (CUDA graphs, fp16, batch 8, the CUDA NMS in the whole window; JSON, Markdown and plots in
+# $OUT/bench), and writes JSON to $OUT.
 #
 #   OUT=/some/dir benchmarks/gpu_check.sh
 #
@@ -17,7 +19,7 @@
 #   ASL_TRT_INCLUDE    TensorRT include dir carried along (default build/trt-headers/include if present)
 #   ASL_PYDEPS         folder with pytest & co. to put on PYTHONPATH when the machine lacks pytest
 #                      (default build/gpu_pydeps; make it with benchmarks/gpu_pydeps.sh)
-#   ASL_GPU_CHECK_BUDGET_S  wall-clock budget of the whole script (default 400 s); each step runs
+#   ASL_GPU_CHECK_BUDGET_S  wall-clock budget of the whole script (default 540 s); each step runs
 #                      under its own limit capped by what is left, and the summary JSON is
 #                      rewritten after every step. Exit status 1 when any step failed.
 set -uo pipefail
@@ -33,7 +35,7 @@ if ! $PY -c "import pytest" 2>/dev/null && [ -d "$PYDEPS" ]; then
   export PYTHONPATH="$PYTHONPATH:$PWD/$PYDEPS"
 fi
 SUMMARY="$OUT/gpu_check.json"
-DEADLINE=$(( $(date +%s) + ${ASL_GPU_CHECK_BUDGET_S:-400} ))   # whole script, seconds
+DEADLINE=$(( $(date +%s) + ${ASL_GPU_CHECK_BUDGET_S:-540} ))   # whole script, seconds
 steps=()
 failed=0
 
@@ -82,6 +84,8 @@ if step build 200 $PY -m asl_edge build-ext --cuda --cuda-arch "$ARCH" --build-d
   step bench 90 $PY benchmarks/bench_ops.py --device all --runs 50 --out "$OUT/bench_ops.json"
   step bench_train 60 bash -c "cd benchmarks && $PY bench_train.py --iteration --device cuda --runs 10 --out '$OUT/bench_train.json'"
   step bench_features 90 bash -c "cd benchmarks && $PY bench_features.py --device cuda --runs 5 --out '$OUT/bench_features.json'"
+  step bench_gpu 240 $PY -m asl_edge bench --device cuda --stages network,window,postprocess,features --runs 20 \
+    --out "$OUT/bench"
 fi
 if [ -f "$TRT_INCLUDE/NvInfer.h" ]; then
   step plugin_harness 200 env CMAKE_CUDA_ARCHITECTURES="$ARCH" JOBS="$(nproc)" \

@@ -20,10 +20,11 @@ from asl_edge.runtime.backend import METADATA
 from .inference import NetworkOutputs, NetworkWithDetections
 from .metadata import make_metadata
 from .parity import parity_report
-from .spec import FORMATS, PRECISIONS, ExportError, ExportSpec
+from .spec import FORMATS, PRECISION_FORMATS, PRECISIONS, ExportError, ExportSpec
 
 ARTIFACT_NAMES = {"torchscript": "model.ts", "exported": "model.pt2", "aoti": "model_aoti.pt2",
-                  "onnx": "model.onnx", "onnx-trt": "model_trt.onnx", "engine": "model.engine"}
+                  "onnx": "model.onnx", "onnx-trt": "model_trt.onnx", "engine": "model.engine",
+                  "openvino": "model.xml"}
 PARITY = "parity.json"
 
 
@@ -31,7 +32,16 @@ def _validate(spec: ExportSpec, config) -> ExportSpec:
     if spec.format not in FORMATS:
         raise ExportError(f"unknown format {spec.format!r}; choose one of {', '.join(FORMATS)}")
     if spec.precision not in PRECISIONS:
-        raise ExportError(f"precision must be fp32 or fp16, got {spec.precision!r}")
+        raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {spec.precision!r}")
+    if spec.format not in PRECISION_FORMATS[spec.precision]:
+        takes = [p for p in PRECISIONS if spec.format in PRECISION_FORMATS[p]]
+        raise ExportError(f"the {spec.format} format takes precision {' or '.join(takes)}, not {spec.precision}: "
+                          f"{spec.precision} exports are for the CPU through --format "
+                          f"{' or '.join(PRECISION_FORMATS[spec.precision])}")
+    if spec.calibration is not None and spec.precision != "int8":
+        raise ExportError(f"--calibration is for --precision int8 (quantization), not {spec.precision}")
+    if spec.precision in ("bf16", "int8") and spec.device != "cpu":
+        raise ExportError(f"{spec.precision} exports are for the CPU: drop --device {spec.device}")
     if spec.precision == "fp16" and spec.format in ("torchscript", "exported", "aoti") and spec.device == "cpu":
         raise ExportError(f"fp16 {spec.format} needs --device cuda (the CPU kernels run fp32)")
     if spec.batch < 1:
@@ -58,8 +68,11 @@ def _validate(spec: ExportSpec, config) -> ExportSpec:
                    max_length=max_length // unit * unit)
 
 
-def _write(spec: ExportSpec, module, example, out_dir: Path, plugin_library: Optional[Path]):
+def _write(spec: ExportSpec, module, example, out_dir: Path, config):
     fmt = spec.format
+    if fmt == "openvino":
+        from .openvino_export import export_openvino
+        return export_openvino(module, example, out_dir / ARTIFACT_NAMES[fmt], spec, config)
     if fmt == "torchscript":
         from .torch_formats import export_torchscript
         return export_torchscript(module, example, out_dir / ARTIFACT_NAMES[fmt], spec)
@@ -102,7 +115,7 @@ def export_checkpoint(ckpt_path, spec: ExportSpec, out_dir, plugin_library: Opti
                torch.ones(rows, spec.trace_length, dtype=torch.bool, device=spec.device))
     start = time.perf_counter()
     try:
-        written = _write(spec, module, example, out_dir, plugin_library)
+        written = _write(spec, module, example, out_dir, config)
     except ExportError:
         raise
     except Exception as err:  # noqa: BLE001 - tracing/compiling errors of torch and onnx come in many types
@@ -115,8 +128,13 @@ def export_checkpoint(ckpt_path, spec: ExportSpec, out_dir, plugin_library: Opti
         written.metadata = {**graph.metadata, **written.metadata}
     seconds = time.perf_counter() - start
     write_json(make_metadata(model, config, spec, written, seconds), out_dir / METADATA)
-    summary = {"format": spec.format, "artifact": str(written.path), "size_bytes": written.path.stat().st_size,
-               "export_seconds": seconds}
+    size = written.path.stat().st_size
+    if "weights_file" in written.metadata:                  # an OpenVINO IR keeps its weights beside the .xml
+        size += (out_dir / written.metadata["weights_file"]).stat().st_size
+    summary = {"format": spec.format, "precision": spec.precision, "artifact": str(written.path),
+               "size_bytes": size, "export_seconds": seconds}
+    if "calibration" in written.metadata:
+        summary["calibration"] = written.metadata["calibration"]
     if parity:
         try:
             backend = load(out_dir, device="cuda" if spec.format == "engine" else spec.device)   # engines: GPUs

@@ -85,8 +85,8 @@ def make_metadata(model: torch.nn.Module, config: Config, spec: ExportSpec, expo
         "feat_stride": d.feat_stride,
         "num_frames": d.num_frames,
         "weights_sha256": weights_sha256(model),
-        "versions": {"asl_edge": asl_edge.__version__, "torch": torch.__version__,
-                     "python": platform.python_version(), **_package_versions(("onnx", "onnxruntime"))},
+        "versions": {"asl_edge": asl_edge.__version__, "torch": torch.__version__, "python": platform.python_version(),
+                     **_package_versions(("onnx", "onnxruntime", "openvino", "nncf"))},
         "export_seconds": round(export_seconds, 3),
         "config": config_to_dict(config),
     }

@@ -17,10 +17,14 @@ from .spec import ExportSpec
 
 # per precision: max |artifact - eager| / max(1, max |eager|) on logits and offsets; the score
 # and boundary (in feature-grid steps) differences two matched detections may have; and the
-# fraction of detections that must match, of the larger of the two lists
+# fraction of detections that must match, of the larger of the two lists. bf16 (8-bit mantissa) and
+# int8 reorder many of the low-score tail detections that the top-N lists hold on random features:
+# their match fraction is set from the small test model and the keyframe model (README)
 TOLERANCES = {
     "fp32": {"output_rel": 1e-4, "score": 1e-4, "boundary_steps": 0.01, "matched": 0.99},
     "fp16": {"output_rel": 2e-2, "score": 2e-2, "boundary_steps": 0.1, "matched": 0.90},
+    "bf16": {"output_rel": 3e-2, "score": 3e-2, "boundary_steps": 0.25, "matched": 0.75},
+    "int8": {"output_rel": 2.5e-1, "score": 5e-2, "boundary_steps": 0.5, "matched": 0.60},
 }
 
 

@@ -6,8 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-FORMATS = ("torchscript", "exported", "aoti", "onnx", "onnx-trt", "engine")
-PRECISIONS = ("fp32", "fp16")
+FORMATS = ("torchscript", "exported", "aoti", "onnx", "onnx-trt", "engine", "openvino")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+# the formats that take each precision (bf16/int8: the CPU engine that measured fastest, OpenVINO)
+PRECISION_FORMATS = {"fp32": FORMATS, "fp16": tuple(f for f in FORMATS if f != "openvino"),
+                     "bf16": ("openvino",), "int8": ("openvino",)}
 INPUT_NAMES = ("features", "mask")
 NETWORK_OUTPUTS = ("cls_logits", "offsets")
 DETECTION_OUTPUTS = ("segments", "scores", "labels", "count")
@@ -27,6 +30,9 @@ class ExportSpec:
     postprocess: decode + NMS in the graph; outputs become fixed-size padded detections
         (segments (B, max_out, 2) in grid units, scores (B, max_out), labels (B, max_out),
         count (B,)), and the length is static.
+    calibration: int8 only: a folder of (T, C) .npy feature files or a dataset config (preset or
+        YAML) whose training split calibrates the quantization; None: the checkpoint's own
+        training split. calibration_windows caps the number of calibration windows.
     """
 
     format: str
@@ -41,6 +47,8 @@ class ExportSpec:
     max_length: int = 2304
     device: str = "cpu"
     opset: int = 18
+    calibration: Optional[str] = None
+    calibration_windows: int = 128
 
     @property
     def output_names(self):

@@ -52,7 +52,7 @@ def test_the_quick_run_writes_json_markdown_and_plots(tmp_path):
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report["schema"] == SCHEMA and report["quick"] and MACHINE_KEYS <= set(report["machine"])
     stages = {r["stage"] for r in report["results"]}
-    assert stages == {"network", "postprocess", "features", "stream"}
+    assert stages == {"network", "window", "postprocess", "features", "stream"}
     measured = [r for r in report["results"] if "error" not in r]
     assert all(ROW_KEYS <= set(r) and r["runs"] >= 3 for r in measured)
     network = [r for r in measured if r["stage"] == "network"]

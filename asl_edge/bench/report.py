@@ -4,17 +4,19 @@
 
     {"schema": "asl-edge-bench/1", "quick": bool, "machine": {cpu, cores, torch_threads,
      cpu_flags, gpu, cuda, python, platform, torch, onnxruntime, openvino, asl_edge, date},
-     "baseline": {"case", "precision", "batch", "window", "p50_ms"},      # per (batch, window)
+     "baseline": {"case", "precision", "postprocess"}, "wall_s",
      "results": [{stage, case, device, precision, batch, window, p50_ms, p90_ms, p99_ms, mean_ms,
                   min_ms, max_ms, runs, peak_rss_mb, gpu_max_allocated_mb, throughput_per_s,
                   ratio_vs_baseline} | {stage, case, ..., error}]}
 
-``ratio_vs_baseline`` is the row's p50 over the baseline's p50 at the same batch and window
-(network rows; post-processing rows against pure PyTorch): below 1 is faster.
+``ratio_vs_baseline`` is the row's p50 over the baseline's p50 at the same stage, batch and
+window (network and whole-window rows: eager fp32 with the pure-PyTorch ops; post-processing
+rows: pure PyTorch): below 1 is faster.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Dict, List
 
@@ -28,7 +30,7 @@ def add_ratios(rows: List[Dict], baseline_case: str) -> List[Dict]:
                  if "p50_ms" in r and r["case"] in (baseline_case, "pure PyTorch")}
     for r in rows:
         base = reference.get((r["stage"], r["batch"], r["window"]))
-        if "p50_ms" in r and base and r["stage"] in ("network", "postprocess"):
+        if "p50_ms" in r and base and r["stage"] in ("network", "window", "postprocess"):
             r["ratio_vs_baseline"] = r["p50_ms"] / base
     return rows
 
@@ -46,8 +48,9 @@ def markdown(report: Dict) -> str:
              f"{m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), flags "
              f"{' '.join(m['cpu_flags']) or '–'}; GPU {m['gpu'] or 'none'}; torch {m['torch']}, onnxruntime "
              f"{m['onnxruntime'] or '–'}, openvino {m['openvino'] or '–'}; {m['date']}", ""]
-    units = {"network": "windows/s", "postprocess": "windows/s", "features": "clips/s", "stream": "stream-s/wall-s"}
-    for stage in ("network", "postprocess", "features", "stream"):
+    units = {"network": "windows/s", "window": "windows/s", "postprocess": "windows/s", "features": "clips/s",
+             "stream": "stream-s/wall-s"}
+    for stage in units:
         rows = [r for r in report["results"] if r["stage"] == stage]
         if not rows:
             continue
@@ -56,7 +59,7 @@ def markdown(report: Dict) -> str:
         for r in rows:
             if "error" in r:
                 lines.append(f"| {r['case']} | {r['device']} | {r['precision']} | {_cell(r['batch'])} | "
-                             f"{_cell(r['window'])} | not run: {r['error'][:160]} |||||||")
+                             f"{_cell(r['window'])} | not run: {' '.join(r['error'].split())[:160]} |||||||")
                 continue
             lines.append(f"| {r['case']} | {r['device']} | {r['precision']} | {_cell(r['batch'])} | "
                          f"{_cell(r['window'])} | {_cell(r['p50_ms'], 2)} | {_cell(r['p90_ms'], 2)} | "
@@ -124,4 +127,9 @@ def write(report: Dict, out: Path) -> List[Path]:
     out.mkdir(parents=True, exist_ok=True)
     write_json(report, out / "bench.json")
     (out / "bench.md").write_text(markdown(report) + "\n")
-    return [out / "bench.json", out / "bench.md", *plots(report, out)]
+    try:
+        pictures = plots(report, out)
+    except ImportError as err:                       # matplotlib is in the train extra
+        print(f"bench: no plots ({err}): pip install matplotlib", file=sys.stderr)
+        pictures = []
+    return [out / "bench.json", out / "bench.md", *pictures]

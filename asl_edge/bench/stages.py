@@ -27,6 +27,7 @@ from ..runtime import load
 from .measure import measure
 
 BASELINE = "eager, reference ops"
+FIXED_BATCH_FORMATS = {"openvino"}     # exported at the smallest batch only (the larger batches are rows saying so)
 
 
 @dataclass
@@ -67,6 +68,18 @@ def thumos_checkpoint(work: Path) -> Tuple[Path, Config]:
     return path, config
 
 
+def _calibration_features(config: Config, work: Path) -> Path:
+    """A folder of random (T, C) feature files for int8 calibration (the network is random too)."""
+    folder = work / "calibration"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(8):
+        path = folder / f"video{i}.npy"
+        if not path.is_file():
+            rng = np.random.default_rng(i)
+            np.save(path, rng.standard_normal((2304, config.dataset.input_dim), dtype=np.float32))
+    return folder
+
+
 def _network_inputs(config: Config, batch: int, window: int):
     generator = torch.Generator().manual_seed(batch * 100003 + window)
     features = torch.randn(batch, config.dataset.input_dim, window, generator=generator)
@@ -93,11 +106,13 @@ def _time_backend(backend, config: Config, plan: Plan, case: str, precision: str
 def network(plan: Plan) -> List[Dict]:
     """The baseline (eager fp32, pure-PyTorch ops), eager with the native ops, eager with CUDA
     graphs on a GPU, then each export format and precision, at every window and batch. Exports
-    are dynamic in length and batch, one artifact per format and precision, without parity."""
+    are dynamic in length and batch (OpenVINO: length only), one artifact per format and
+    precision, without parity; int8 calibrates on random features, like the random network."""
     from ..export.exporter import export_checkpoint
     from ..export.spec import ExportError, ExportSpec
 
     ckpt, config = thumos_checkpoint(plan.work)
+    calibration = _calibration_features(config, plan.work)
     rows = _time_backend(load(ckpt, device=plan.device), config, plan, BASELINE, "fp32", mode="reference")
     rows += _time_backend(load(ckpt, device=plan.device), config, plan, "eager", "fp32")
     if plan.device.startswith("cuda"):
@@ -105,7 +120,9 @@ def network(plan: Plan) -> List[Dict]:
                               "fp32")
     for fmt, precision in plan.formats:
         spec = ExportSpec(format=fmt, precision=precision, window=min(plan.windows), batch=min(plan.batches),
-                          dynamic_length=True, dynamic_batch=True, max_length=max(plan.windows), device=plan.device)
+                          dynamic_length=True, dynamic_batch=fmt not in FIXED_BATCH_FORMATS,
+                          max_length=max(plan.windows), device=plan.device,
+                          calibration=str(calibration) if precision == "int8" else None)
         folder = plan.work / f"{fmt}-{precision}-{plan.device.replace(':', '')}"
         start = time.perf_counter()
         try:
@@ -117,6 +134,28 @@ def network(plan: Plan) -> List[Dict]:
             continue
         _say(f"exported {fmt} {precision} in {time.perf_counter() - start:.0f} s")
         rows += _time_backend(backend, config, plan, fmt, precision)
+    return rows
+
+
+def window(plan: Plan) -> List[Dict]:
+    """One whole window end to end — (T, C) features in, detections in seconds out, decode and
+    NMS included (``Backend.detect``) — at batch 1 for every window: the baseline (pure-PyTorch
+    ops, post-processing on the CPU), eager with the native ops on ``device``, and eager with
+    CUDA graphs on a GPU."""
+    ckpt, config = thumos_checkpoint(plan.work)
+    cases = [(BASELINE, "reference", load(ckpt, device="cpu")), ("eager", "auto", load(ckpt, device=plan.device))]
+    if plan.device.startswith("cuda"):
+        cases.append(("eager + CUDA graphs", "auto", load(ckpt, device=plan.device, cuda_graphs=True)))
+    rows = []
+    for case, mode, backend in cases:
+        for length in plan.windows:
+            features = _network_inputs(config, 1, length)[0][0].T.contiguous()        # (T, C)
+            with forced_ops(mode):
+                timing = measure(lambda: backend.detect(features, fps=30.0), plan.runs, plan.warmup,
+                                 str(backend.device))
+            rows.append({**_row("window", case, plan, "fp32", 1, length, **timing,
+                                throughput_per_s=1000.0 / timing["p50_ms"]), "device": str(backend.device)})
+            _say(f"window {case} T{length}: p50 {timing['p50_ms']:.1f} ms")
     return rows
 
 

@@ -1,5 +1,5 @@
 """The runtime interface shared by every deployment format (eager, TorchScript, torch.export,
-AOTInductor, ONNX Runtime, TensorRT): ``load(artifact) -> Backend``.
+AOTInductor, ONNX Runtime, TensorRT, OpenVINO): ``load(artifact) -> Backend``.
 
 An exported artifact is a folder (or a file inside it) holding the artifact and the
 ``metadata.json`` that ``asl-edge export`` writes beside it; an asl-edge checkpoint (``.pt``)
@@ -34,6 +34,7 @@ BACKENDS = {
     "onnx": ("asl_edge.runtime.onnxruntime_backend", "OnnxRuntimeBackend"),
     "onnx-trt": ("asl_edge.runtime.onnxruntime_backend", "OnnxRuntimeBackend"),
     "engine": ("asl_edge.runtime.tensorrt_backend", "TensorRTBackend"),
+    "openvino": ("asl_edge.runtime.openvino_backend", "OpenVinoBackend"),
 }
 
 
