@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import platform
-import statistics
-import time
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
-import torch
+from asl_edge.bench.measure import measure
 
 
 def cpu_name() -> str:
@@ -25,20 +23,9 @@ def cpu_name() -> str:
 
 def time_runs(fn: Callable[[], object], warmup: int, runs: int, cuda: bool = False) -> Dict[str, float]:
     """Median/min/max wall time of ``fn`` in ms over ``runs`` calls after ``warmup`` calls;
-    with ``cuda`` each call is followed by a device synchronisation."""
-    for _ in range(warmup):
-        fn()
-    if cuda:
-        torch.cuda.synchronize()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return {"median_ms": 1000 * statistics.median(times), "min_ms": 1000 * min(times),
-            "max_ms": 1000 * max(times), "runs": runs}
+    with ``cuda`` each call is followed by a device synchronisation (``asl_edge.bench.measure``)."""
+    stats = measure(fn, runs, warmup, "cuda" if cuda else "cpu")
+    return {"median_ms": stats["p50_ms"], "min_ms": stats["min_ms"], "max_ms": stats["max_ms"], "runs": runs}
 
 
 def emit_report(report: Dict, out: Optional[str]) -> None:

@@ -124,6 +124,13 @@ class Backend:
         if not self.dynamic_batch and features.shape[0] > self.batch:
             raise ValueError(f"batch {features.shape[0]} exceeds the artifact's batch of {self.batch}")
 
+    def check_names(self, inputs: Sequence[str], outputs: Sequence[str]) -> None:
+        """ArtifactError when the graph's input or output names are not the ones its metadata lists."""
+        for kind, names in (("inputs", list(inputs)), ("outputs", list(outputs))):
+            expected = [item["name"] if isinstance(item, dict) else item for item in self.metadata.get(kind, [])]
+            if expected and names != expected:
+                raise ArtifactError(f"{self.artifact} has {kind} {names}, its metadata says {expected}")
+
     def run(self, features: Tensor, mask: Tensor) -> Tuple[Tensor, ...]:
         """Run the artifact; a smaller batch than a fixed-batch artifact's is padded and cut back."""
         self.check_inputs(features, mask)

@@ -63,12 +63,7 @@ class OnnxRuntimeBackend(Backend):
             raise ArtifactError(f"ONNX Runtime cannot load {artifact}: {err}") from err
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
-        expected = [i["name"] for i in metadata.get("inputs", [])]
-        if expected and self.input_names != expected:
-            raise ArtifactError(f"{artifact} has inputs {self.input_names}, its metadata says {expected}")
-        expected_out = [o["name"] if isinstance(o, dict) else o for o in metadata.get("outputs", [])]
-        if expected_out and self.output_names != expected_out:
-            raise ArtifactError(f"{artifact} has outputs {self.output_names}, its metadata says {expected_out}")
+        self.check_names(self.input_names, self.output_names)
 
     def _providers(self, providers: Optional[Sequence[str]]) -> List[str]:
         available = onnxruntime.get_available_providers()

@@ -44,12 +44,7 @@ class OpenVinoBackend(Backend):
         self.request = self.compiled.create_infer_request()
         self.input_names = [port.any_name for port in self.compiled.inputs]
         self.output_names = [port.any_name for port in self.compiled.outputs]
-        expected = [i["name"] for i in metadata.get("inputs", [])]
-        if expected and self.input_names != expected:
-            raise ArtifactError(f"{artifact} has inputs {self.input_names}, its metadata says {expected}")
-        expected_out = [o["name"] if isinstance(o, dict) else o for o in metadata.get("outputs", [])]
-        if expected_out and self.output_names != expected_out:
-            raise ArtifactError(f"{artifact} has outputs {self.output_names}, its metadata says {expected_out}")
+        self.check_names(self.input_names, self.output_names)
 
     def _run(self, features: Tensor, mask: Tensor) -> Tuple[Tensor, ...]:
         results = self.request.infer({self.input_names[0]: features.numpy(),
