@@ -25,6 +25,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ..config import config_from_dict, config_to_dict, load_config, merge_dicts, save_config
+from ..demo import BUNDLED_MODEL
 from ..features import load_extractor
 from ..features.extract import extract_video, scene_annotations, write_config_fragment
 from ..outputs import atomic_output, write_json
@@ -33,7 +34,6 @@ from .synthetic import CPU_TRAIN_CONFIG
 
 TRAIN_SEEDS = 1000
 VAL_SEEDS = 2000
-INSTALLED = Path(__file__).resolve().parent.parent / "asl_edge" / "assets" / "demo_model.pt"
 # model and schedule of the demo model (the synthetic presets' small CPU network; windows of 128
 # features, 34 s, cut at random from the 60-s scenes, so the model sees actions anywhere in a window)
 DEMO_CONFIG: Dict = {
@@ -100,7 +100,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--val-scenes", type=int, default=12)
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each scene")
     parser.add_argument("--epochs", type=int, default=None, help="override the schedule's epochs")
-    parser.add_argument("--install", action="store_true", help=f"copy the model to {INSTALLED}")
+    parser.add_argument("--install", action="store_true", help=f"copy the model to {BUNDLED_MODEL}")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
@@ -119,9 +119,9 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"({', '.join(f'{m:.3f}' for m in result['mAP_per_tiou'])} at tIoU "
           f"{', '.join(f'{t:g}' for t in result['tiou_thresholds'])})", file=sys.stderr)
     if args.install:
-        INSTALLED.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(summary["model"], INSTALLED)
-        print(f"installed {INSTALLED} ({INSTALLED.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
+        BUNDLED_MODEL.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(summary["model"], BUNDLED_MODEL)
+        print(f"installed {BUNDLED_MODEL} ({BUNDLED_MODEL.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
     return 0
 
 
