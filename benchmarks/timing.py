@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import json
-import platform
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
-from asl_edge.bench.measure import measure
+from asl_edge.bench.measure import machine, measure
 
 
 def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo, or what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    """The CPU model (``asl_edge.bench.measure.machine``)."""
+    return machine()["cpu"]
 
 
 def time_runs(fn: Callable[[], object], warmup: int, runs: int, cuda: bool = False) -> Dict[str, float]:

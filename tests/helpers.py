@@ -39,3 +39,21 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 def valid_mask(batch_lengths, total: int) -> torch.Tensor:
     return torch.arange(total)[None, :] < torch.tensor(batch_lengths)[:, None]
+
+
+def save_motion_model(path, seed: int = 7):
+    """A small randomized checkpoint on ``motion`` features (112-d, stride 4, 8 frames, 15 fps) at ``path``."""
+    from asl_edge.model import build_model, save_checkpoint
+
+    config = small_config(input_dim=112, feat_stride=4, num_frames=8, default_fps=15.0, extractor="motion")
+    save_checkpoint(randomize_(build_model(config), seed=seed), config, path)
+    return path
+
+
+def stream_items(model, sources, **options):
+    """Run ``StreamRunner`` with ``motion`` to its end: ``(events, statuses, runner)``."""
+    from asl_edge.stream import StreamOptions, StreamRunner
+
+    runner = StreamRunner(str(model), sources, "motion", StreamOptions(**options))
+    items = list(runner.events())
+    return [i for i in items if "status" not in i], [i for i in items if "status" in i], runner

@@ -1,7 +1,6 @@
 """The asl-edge command line: infer, import-checkpoint; packaging of train/ and export/."""
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path

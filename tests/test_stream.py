@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from helpers import randomize_, small_config
+from helpers import save_motion_model, small_config, stream_items
 from video_media import free_port, gst_or_skip, make_video, start_rtsp_server, wait_for_port
 
 from asl_edge.cli import main
@@ -91,15 +91,12 @@ def setup(tmp_path_factory):
     gst_or_skip()
     folder = tmp_path_factory.mktemp("stream")
     video = make_video(folder / "walk", "mp4-h264", frames=150, fps=30, width=160, height=120)
-    config = small_config(input_dim=112, feat_stride=4, num_frames=8, default_fps=15.0, extractor="motion")
-    save_checkpoint(randomize_(build_model(config), seed=7), config, folder / "model.pt")
+    save_motion_model(folder / "model.pt")
     return {"video": video, "model": folder / "model.pt", "folder": folder}
 
 
 def run_stream(setup, sources, **options):
-    runner = StreamRunner(str(setup["model"]), sources, "motion", StreamOptions(**options))
-    items = list(runner.events())
-    return [i for i in items if "status" not in i], [i for i in items if "status" in i], runner
+    return stream_items(setup["model"], sources, **options)
 
 
 def test_one_window_equals_offline_inference(setup, tmp_path):

@@ -9,12 +9,10 @@ import json
 
 import numpy as np
 import pytest
-from helpers import randomize_, small_config
+from helpers import save_motion_model, stream_items
 from video_media import gst_or_skip, make_video
 
 from asl_edge.cli import main
-from asl_edge.model import build_model, save_checkpoint
-from asl_edge.stream import StreamOptions, StreamRunner
 from asl_edge.stream import engine as engine_module
 from asl_edge.stream.video_out import (AHEAD_S, BACKGROUND, PAST_S, VideoOut, caption, choose_encoding,
                                        draw_timeline, label_colour, stream_path)
@@ -90,8 +88,7 @@ def setup(tmp_path_factory):
     gst_or_skip()
     folder = tmp_path_factory.mktemp("video_out")
     video = make_video(folder / "walk", "mp4-h264", frames=150, fps=15, width=160, height=120)
-    config = small_config(input_dim=112, feat_stride=4, num_frames=8, default_fps=15.0, extractor="motion")
-    save_checkpoint(randomize_(build_model(config), seed=7), config, folder / "model.pt")
+    save_motion_model(folder / "model.pt")
     return {"video": video, "model": folder / "model.pt"}
 
 
@@ -99,9 +96,7 @@ OPTIONS = {"window": 12, "hop": 4, "guard": 3, "min_score": 0.05}
 
 
 def run_stream(setup, sources, **options):
-    runner = StreamRunner(str(setup["model"]), sources, "motion", StreamOptions(**OPTIONS, **options))
-    items = list(runner.events())
-    return [i for i in items if "status" not in i], [i for i in items if "status" in i], runner
+    return stream_items(setup["model"], sources, **OPTIONS, **options)
 
 
 def decode(path):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from .scene import scene_description
-from .uri import SourceSpec, VideoError
+from .uri import SourceSpec, VideoError, fps_fraction
 
 PRESETS = ("software", "jetson", "nvidia")
 DISPLAY_FPS = 15          # frame-rate cap of the display branch (the annotated video)
@@ -107,11 +107,11 @@ def source_chain(spec: SourceSpec, preset: str, latency_ms: int = 200, tcp: bool
     if spec.kind == "v4l2":
         return f"v4l2src device={quote(spec.location)} ! decodebin"
     if spec.kind == "test" and spec.location == "demo":
-        return scene_description(spec, _fraction)
+        return scene_description(spec)
     if spec.kind == "test":
         p = spec.params
         frames = f" num-buffers={int(p['frames'])}" if "frames" in p else ""
-        fps = _fraction(p["fps"])
+        fps = fps_fraction(p["fps"])
         return (f"videotestsrc pattern={spec.location} is-live=true{frames} ! "
                 f"video/x-raw,width={int(p['width'])},height={int(p['height'])},framerate={fps}")
     if spec.kind == "csi":
@@ -191,15 +191,6 @@ def element_names(description: str) -> List[str]:
         if token and not any(c in token for c in "/=.") and not token.startswith(("(", '"')):
             names.append(token)
     return names
-
-
-def _fraction(fps: float) -> str:
-    """``30`` -> ``30/1``, ``29.97`` -> ``2997/100``, ``12.5`` -> ``25/2``."""
-    for denominator in (1, 2, 4, 5, 10, 100, 1000, 1001):
-        numerator = fps * denominator
-        if abs(numerator - round(numerator)) < 1e-6:
-            return f"{round(numerator)}/{denominator}"
-    return f"{round(fps * 1000)}/1000"
 
 
 def choose_preset(has_element) -> Tuple[str, Dict[str, bool]]:

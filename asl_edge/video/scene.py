@@ -29,7 +29,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .uri import SourceSpec, VideoError
+from .uri import SourceSpec, VideoError, fps_fraction
 
 SCENE_CLASSES = ("wave", "jump", "blink", "cross", "grow")
 # ARGB colours of the actors, and of the background and the drifting distractor
@@ -173,10 +173,10 @@ def _actor_source(name: str, fps: str, frames: str, live: str) -> str:
     return f"videotestsrc {pattern} is-live={live}{frames} ! video/x-raw,format=AYUV,width=8,height=8,framerate={fps}"
 
 
-def scene_description(spec: SourceSpec, fraction) -> str:
+def scene_description(spec: SourceSpec) -> str:
     """The source part of the pipeline: a background and one input per actor into a compositor."""
     p = scene_params(spec)
-    fps, live = fraction(p["fps"]), "true" if p["live"] else "false"
+    fps, live = fps_fraction(p["fps"]), "true" if p["live"] else "false"
     frames = f" num-buffers={max(1, round(p['seconds'] * p['fps']))}"
     width, height = int(p["width"]), int(p["height"])
     parts = [f"compositor name={COMPOSITOR} background=black ! video/x-raw,format=AYUV,width={width},height={height},"
@@ -204,7 +204,9 @@ def animate(pipeline, spec: SourceSpec) -> SceneScript:
     # rounded to the nanosecond, and must never fall just before their own keyframe
     stamps = np.maximum(0, np.round((times - 0.5 / fps) * Gst.SECOND)).astype(np.int64)
     compositor = pipeline.get_by_name(COMPOSITOR)
-    for i, (name, track) in enumerate(zip(ACTORS, (actor_tracks(script, times)[a] for a in ACTORS)), 1):
+    tracks = actor_tracks(script, times)
+    for i, name in enumerate(ACTORS, 1):
+        track = tracks[name]
         pad = compositor.get_static_pad(f"sink_{i}")
         side = np.maximum(2, np.round(track["size"] * height)).astype(np.int64)
         aspect = 1.6 if name == "cross" else 1.0

@@ -96,3 +96,13 @@ def parse_uri(uri: str) -> SourceSpec:
         return SourceSpec("csi", sensor)
     raise VideoError(f"{uri}: unknown scheme {scheme!r}; use a file path, file://, rtsp://, v4l2:///dev/videoN, "
                      "test://PATTERN, csi://N or gst:PIPELINE")
+
+
+def fps_fraction(fps: float) -> str:
+    """A frame rate as GStreamer caps write it: ``30`` -> ``30/1``, ``29.97`` -> ``2997/100``,
+    ``12.5`` -> ``25/2``."""
+    for denominator in (1, 2, 4, 5, 10, 100, 1000, 1001):
+        numerator = fps * denominator
+        if abs(numerator - round(numerator)) < 1e-6:
+            return f"{round(numerator)}/{denominator}"
+    return f"{round(fps * 1000)}/1000"
