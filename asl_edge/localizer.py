@@ -157,10 +157,11 @@ class Localizer:
 
     def to_detections(self, segs: Tensor, scores: Tensor, labels: Tensor, grid: FeatureGrid,
                       duration: float) -> List[Dict]:
-        """Grid-unit segments, best first, as detection dicts in seconds."""
+        """Grid-unit segments, best first, as detection dicts in seconds (clamped to the duration
+        again as Python floats: a float32 ``duration`` can round above the float one)."""
         seconds = grid.to_seconds(segs.cpu(), duration)
         return [
-            {"label": self.class_names[int(lb)], "label_id": int(lb), "start": float(seg[0]),
-             "end": float(seg[1]), "score": float(sc)}
+            {"label": self.class_names[int(lb)], "label_id": int(lb), "start": min(float(seg[0]), duration),
+             "end": min(float(seg[1]), duration), "score": float(sc)}
             for seg, sc, lb in zip(seconds.tolist(), scores.tolist(), labels.tolist())
         ]

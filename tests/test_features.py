@@ -189,6 +189,7 @@ def test_extract_features_then_infer(videos, tmp_path, capsys):
     assert json.loads((out / "extractor.json").read_text())["name"] == "motion"
 
     model_config = small_config(input_dim=112, feat_stride=4, num_frames=8, default_fps=15.0)
+    torch.manual_seed(0)                   # the same network whichever tests ran before
     save_checkpoint(randomize_(build_model(model_config)), model_config, tmp_path / "model.pt")
     assert main(["infer", "--ckpt", str(tmp_path / "model.pt"), "--features", str(out / "walk.npy"),
                  "--out", str(tmp_path / "dets.json")]) == 0
