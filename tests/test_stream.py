@@ -203,11 +203,17 @@ def test_a_lost_rtsp_source_comes_back_after_the_server_restarts(setup):
 def test_sigint_flushes_and_exits_zero_with_a_summary(setup, tmp_path):
     command = [sys.executable, "-m", "asl_edge", "stream", "--model", str(setup["model"]), "--source",
                "test://ball?fps=30&width=64&height=48", "--window", "8", "--hop", "4",
-               "--summary", str(tmp_path / "summary.json"), "--out", str(tmp_path / "events.jsonl")]
+               "--stats-interval", "0.5", "--summary", str(tmp_path / "summary.json"),
+               "--out", str(tmp_path / "events.jsonl")]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
+    seen = []
+    for line in process.stderr:                  # a stats line: the stream runs and its signal handlers are set
+        seen.append(line)
+        if line.startswith("["):
+            break
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=30)
+    _, err = process.communicate(timeout=60)
+    err = "".join(seen) + err
     assert process.returncode == 0, err[-2000:]
     assert "SIGINT: flushing pending events" in err and "summary:" in err
     summary = json.loads((tmp_path / "summary.json").read_text())
