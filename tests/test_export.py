@@ -110,6 +110,50 @@ def test_torchscript_with_postprocess_returns_padded_detections(checkpoint, tmp_
     assert [d["label_id"] for d in detections] == [d["label_id"] for d in eager]
 
 
+def batch_of(config, rows, length=WINDOW):
+    """``rows`` different samples of ``length`` with different valid lengths, as one batch."""
+    samples = [sample(config, length, seed=row, valid=length - 5 * row) for row in range(rows)]
+    return torch.cat([f for f, _ in samples]), torch.cat([m for _, m in samples])
+
+
+def test_a_fixed_batch_artifact_runs_any_batch_in_calls_of_its_own(checkpoint, tmp_path):
+    ckpt, model, config = checkpoint
+    assert export(ckpt, tmp_path, "--format", "torchscript", "--window", str(WINDOW), "--batch", "2",
+                  "--no-parity") == 0
+    backend = load(tmp_path)
+    calls = []
+    run = backend._run
+    backend._run = lambda f, m: calls.append(f.shape[0]) or run(f, m)
+    features, mask = batch_of(config, 5)
+    outputs = backend.run(features, mask)
+    assert calls == [2, 2, 2]                                   # the fifth row padded into the last call
+    with torch.no_grad():
+        want = [model(features[row:row + 1], mask[row:row + 1]) for row in range(5)]
+    for index, got in enumerate(outputs):
+        assert got.shape[0] == 5
+        ref = torch.cat([w[index] for w in want])
+        assert torch.allclose(got, ref, atol=1e-4), (got - ref).abs().max()
+
+
+def test_a_large_cpu_batch_goes_in_calls_that_fit_the_frame_budget(checkpoint):
+    ckpt, model, config = checkpoint
+    backend = load(ckpt)
+    assert backend.rows_per_call(WINDOW) == backend.CPU_FRAMES_PER_CALL // WINDOW
+    backend.CPU_FRAMES_PER_CALL = 2 * WINDOW + 1
+    calls = []
+    run = backend._run
+    backend._run = lambda f, m: calls.append(f.shape[0]) or run(f, m)
+    features, mask = batch_of(config, 5)
+    outputs = backend.run(features, mask)
+    assert calls == [2, 2, 1]
+    with torch.no_grad():
+        want = model(features, mask)                            # the plain model, one call
+    for got, ref in zip(outputs, want):
+        assert torch.allclose(got, ref, atol=1e-5), (got - ref).abs().max()
+    backend.CPU_FRAMES_PER_CALL = 1                             # a window longer than the budget: one row a call
+    assert backend.rows_per_call(WINDOW) == 1
+
+
 def test_metadata_round_trip(checkpoint, tmp_path):
     ckpt, model, config = checkpoint
     assert export(ckpt, tmp_path, "--format", "torchscript", "--window", str(WINDOW), "--no-parity") == 0

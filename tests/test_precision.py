@@ -27,6 +27,7 @@ WINDOW = 64
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     config = small_config()
+    torch.manual_seed(0)                         # the same network whichever tests ran before
     model = randomize_(build_model(config)).eval()
     folder = tmp_path_factory.mktemp("ckpt")
     save_checkpoint(model, config, folder / "model.pt")

@@ -55,7 +55,7 @@ def run(args) -> int:
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
     plan = stage_functions.Plan(windows=(576,) if args.quick else (576, 2304), batches=(1, 2) if args.quick else (1, 8),
-                formats=_formats(args), runs=args.runs, warmup=2, device=args.device, work=work,
+                formats=_formats(args), runs=args.runs, warmup=1, device=args.device, work=work,
                 extractors=("motion",) if args.quick else ("motion", "i3d-rgb"),
                 stream_seconds=20.0 if args.quick else 60.0)
     started = time.perf_counter()

@@ -27,7 +27,7 @@ from ..runtime import load
 from .measure import measure, percentiles
 
 BASELINE = "eager, reference ops"
-FIXED_BATCH_FORMATS = {"openvino"}     # exported at the smallest batch only (the larger batches are rows saying so)
+FIXED_BATCH_FORMATS = {"openvino"}     # exported at the smallest batch: larger ones run in calls of it
 
 
 @dataclass
@@ -105,15 +105,19 @@ def _time_backend(backend, config: Config, plan: Plan, case: str, precision: str
 
 def network(plan: Plan) -> List[Dict]:
     """The baseline (eager fp32, pure-PyTorch ops), eager with the native ops, eager with CUDA
-    graphs on a GPU, then each export format and precision, at every window and batch. Exports
-    are dynamic in length and batch (OpenVINO: length only), one artifact per format and
-    precision, without parity; int8 calibrates on random features, like the random network."""
+    graphs on a GPU, then each export format and precision, at every window and batch, through
+    ``Backend.run`` (on the CPU a large batch goes in calls of ``CPU_FRAMES_PER_CALL`` frames; a
+    fixed-batch artifact takes a larger batch in calls of its own). Exports are dynamic in length
+    and batch (OpenVINO: length only), one artifact per format and precision, without parity;
+    int8 calibrates on random features, like the random network."""
     from ..export.exporter import export_checkpoint
     from ..export.spec import ExportSpec
 
     ckpt, config = thumos_checkpoint(plan.work)
     calibration = _calibration_features(config, plan.work)
-    rows = _time_backend(load(ckpt, device=plan.device), config, plan, BASELINE, "fp32", mode="reference")
+    baseline = load(ckpt, device=plan.device)
+    baseline.CPU_FRAMES_PER_CALL = sys.maxsize          # the plain model: a whole batch in one call
+    rows = _time_backend(baseline, config, plan, BASELINE, "fp32", mode="reference")
     rows += _time_backend(load(ckpt, device=plan.device), config, plan, "eager", "fp32")
     if plan.device.startswith("cuda"):
         rows += _time_backend(load(ckpt, device=plan.device, cuda_graphs=True), config, plan, "eager + CUDA graphs",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -80,6 +81,10 @@ class Backend:
     returns detections in seconds, best first, like :class:`asl_edge.localizer.Localizer`."""
 
     format = ""
+    # batch rows x length the CPU takes in one call: beyond it the activations leave the caches and
+    # a call costs more per frame than two smaller ones (THUMOS-size network, 2 cores: B8 x T2304
+    # in one call 8.0 s, in calls of 2 rows 5.5 s: 436 and 300 us a frame)
+    CPU_FRAMES_PER_CALL = 4608
 
     def __init__(self, metadata: Dict, artifact: Path, device: Union[str, torch.device] = "cpu"):
         self.metadata = metadata
@@ -121,8 +126,6 @@ class Backend:
                                  f"{self.metadata.get('max_length')}")
         elif length != self.window:
             raise ValueError(f"T = {length}: this artifact was exported for T = {self.window}")
-        if not self.dynamic_batch and features.shape[0] > self.batch:
-            raise ValueError(f"batch {features.shape[0]} exceeds the artifact's batch of {self.batch}")
 
     def check_names(self, inputs: Sequence[str], outputs: Sequence[str]) -> None:
         """ArtifactError when the graph's input or output names are not the ones its metadata lists."""
@@ -131,13 +134,30 @@ class Backend:
             if expected and names != expected:
                 raise ArtifactError(f"{self.artifact} has {kind} {names}, its metadata says {expected}")
 
+    def rows_per_call(self, length: int) -> int:
+        """How many batch rows of length ``length`` go into one artifact call: the batch of a
+        fixed-batch artifact; on the CPU as many as fit :attr:`CPU_FRAMES_PER_CALL` (at least
+        one); otherwise any number."""
+        if not self.dynamic_batch:
+            return self.batch
+        if self.device.type == "cpu":
+            return max(1, self.CPU_FRAMES_PER_CALL // length)
+        return sys.maxsize
+
     def run(self, features: Tensor, mask: Tensor) -> Tuple[Tensor, ...]:
-        """Run the artifact; a smaller batch than a fixed-batch artifact's is padded and cut back."""
+        """Run the artifact on a batch of any size, in calls of :meth:`rows_per_call` rows (a short
+        last call of a fixed-batch artifact is padded and cut back)."""
         self.check_inputs(features, mask)
+        step = self.rows_per_call(features.shape[2])
+        parts = [self._run_rows(features[start:start + step], mask[start:start + step])
+                 for start in range(0, features.shape[0], step)]
+        return parts[0] if len(parts) == 1 else tuple(torch.cat(outputs) for outputs in zip(*parts))
+
+    def _run_rows(self, features: Tensor, mask: Tensor) -> Tuple[Tensor, ...]:
         rows = features.shape[0]
         features = features.to(self.device, self.dtype)
         mask = mask.to(self.device)
-        if not self.dynamic_batch and rows < self.batch:
+        if rows < self.batch and not self.dynamic_batch:
             pad = self.batch - rows
             features = torch.cat([features, features.new_zeros((pad,) + features.shape[1:])])
             mask = torch.cat([mask, mask.new_zeros((pad, mask.shape[1]))])
@@ -162,9 +182,8 @@ class Backend:
 
     def detect_batch(self, videos: Sequence[Union[np.ndarray, Tensor]], fps: Optional[float] = None,
                      durations: Optional[Sequence[Optional[float]]] = None) -> List[List[Dict]]:
-        """Detections of several videos' (T, C) features, like :meth:`detect` on each, in as few
-        artifact calls as it allows: videos that run at the same length share a call, up to the
-        artifact's batch (any number when the batch is dynamic)."""
+        """Detections of several videos' (T, C) features, like :meth:`detect` on each: videos that
+        run at the same length go through :meth:`run` together."""
         window = None if self.dynamic_length else self.window
         localizer = Localizer(self.network, self.config, device=self.device, window=window)
         durations = list(durations) if durations is not None else [None] * len(videos)
@@ -178,23 +197,20 @@ class Backend:
             for i, (x, _, _, _) in enumerate(prepared):
                 groups.setdefault(x.shape[2], []).append(i)
             results: List[List[Dict]] = [[] for _ in videos]
-            rows = len(videos) if self.dynamic_batch else self.batch
             for members in groups.values():
-                for start in range(0, len(members), rows):
-                    chunk = members[start:start + rows]
-                    x = torch.cat([prepared[i][0] for i in chunk])
-                    mask = torch.cat([prepared[i][1] for i in chunk])
-                    outputs = self.run(x, mask) if self.postprocess else self.network(x, mask)
-                    for row, i in enumerate(chunk):
-                        _, row_mask, grid, duration = prepared[i]
-                        if self.postprocess:
-                            segments, scores, labels, count = (out[row] for out in outputs)
-                            kept = int(count)
-                            results[i] = localizer.to_detections(segments[:kept], scores[:kept], labels[:kept],
-                                                                 grid, duration)
-                        else:
-                            results[i] = localizer.postprocess(outputs[0][row], outputs[1][row], row_mask[0],
-                                                               grid, duration)
+                x = torch.cat([prepared[i][0] for i in members])
+                mask = torch.cat([prepared[i][1] for i in members])
+                outputs = self.run(x, mask) if self.postprocess else self.network(x, mask)
+                for row, i in enumerate(members):
+                    _, row_mask, grid, duration = prepared[i]
+                    if self.postprocess:
+                        segments, scores, labels, count = (out[row] for out in outputs)
+                        kept = int(count)
+                        results[i] = localizer.to_detections(segments[:kept], scores[:kept], labels[:kept],
+                                                             grid, duration)
+                    else:
+                        results[i] = localizer.postprocess(outputs[0][row], outputs[1][row], row_mask[0],
+                                                           grid, duration)
         return results
 
     def _check_dynamic_length(self, num_features: int) -> None:
