@@ -60,7 +60,8 @@ def export_openvino(module: torch.nn.Module, example: Tuple[Tensor, Tensor], out
                           "outside it; drop --postprocess")
     if spec.dynamic_batch:
         raise ExportError("the openvino format takes a fixed batch (OpenVINO 2026.4 does not run the converted "
-                          "graph at another batch): drop --dynamic-batch and export one artifact per --batch")
+                          "graph at another batch): drop --dynamic-batch; the artifact still runs any batch, in "
+                          "calls of its --batch")
     out_path = Path(out_path)
     if spec.precision == "int8":                 # read the calibration data first: a bad --calibration fails fast
         samples, origin = calibration_inputs(spec, config)
