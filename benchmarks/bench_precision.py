@@ -22,10 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from timing import cpu_name, emit_report
 
+from asl_edge.bench.stages import random_calibration_features
 from asl_edge.config import load_config
 from asl_edge.export.exporter import export_checkpoint
 from asl_edge.export.spec import ExportSpec
@@ -47,21 +47,13 @@ def _parity_summary(report: dict) -> dict:
             "max_score_diff": report["detections"]["max_score_diff_matched"]}
 
 
-def _random_calibration(folder: Path, channels: int, videos: int = 8, length: int = 2304) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(videos):
-        np.save(folder / f"random_{i}.npy", rng.standard_normal((length, channels), dtype=np.float32))
-    return folder
-
-
 def latency(work: Path, runs: int, calibration: str) -> dict:
     """Eager fp32 vs the OpenVINO artifacts of the THUMOS-size network, alternating run by run."""
     torch.manual_seed(0)
     config = load_config("thumos_i3d")
     ckpt = work / "thumos_random.pt"
     save_checkpoint(build_model(config).eval(), config, ckpt)
-    calibration = calibration or str(_random_calibration(work / "random_features", config.dataset.input_dim))
+    calibration = calibration or str(random_calibration_features(config, work))
     features = torch.randn(1, config.dataset.input_dim, 2304)
     mask = torch.ones(1, 2304, dtype=torch.bool)
     eager = load(ckpt)

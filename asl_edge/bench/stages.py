@@ -68,8 +68,9 @@ def thumos_checkpoint(work: Path) -> Tuple[Path, Config]:
     return path, config
 
 
-def _calibration_features(config: Config, work: Path) -> Path:
-    """A folder of random (T, C) feature files for int8 calibration (the network is random too)."""
+def random_calibration_features(config: Config, work: Path) -> Path:
+    """A folder of seeded random (T, C) feature files (THUMOS length) for int8 calibration of a
+    random network."""
     folder = work / "calibration"
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(8):
@@ -114,7 +115,7 @@ def network(plan: Plan) -> List[Dict]:
     from ..export.spec import ExportSpec
 
     ckpt, config = thumos_checkpoint(plan.work)
-    calibration = _calibration_features(config, plan.work)
+    calibration = random_calibration_features(config, plan.work)
     baseline = load(ckpt, device=plan.device)
     baseline.CPU_FRAMES_PER_CALL = sys.maxsize          # the plain model: a whole batch in one call
     rows = _time_backend(baseline, config, plan, BASELINE, "fp32", mode="reference")

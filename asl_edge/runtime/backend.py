@@ -157,7 +157,7 @@ class Backend:
         rows = features.shape[0]
         features = features.to(self.device, self.dtype)
         mask = mask.to(self.device)
-        if rows < self.batch and not self.dynamic_batch:
+        if not self.dynamic_batch and rows < self.batch:
             pad = self.batch - rows
             features = torch.cat([features, features.new_zeros((pad,) + features.shape[1:])])
             mask = torch.cat([mask, mask.new_zeros((pad, mask.shape[1]))])
