@@ -82,8 +82,8 @@ class Backend:
 
     format = ""
     # batch rows x length the CPU takes in one call: beyond it the activations leave the caches and
-    # a call costs more per frame than two smaller ones (THUMOS-size network, 2 cores: B8 x T2304
-    # in one call 8.0 s, in calls of 2 rows 5.5 s: 436 and 300 us a frame)
+    # a call costs more per frame than two smaller ones (benchmarks/bench_batch_calls.py: THUMOS-size
+    # network, 2 cores, B8 x T2304 in one call 7.3 s, in calls of 1, 2 or 4 rows 4.9, 5.2, 6.2 s)
     CPU_FRAMES_PER_CALL = 4608
 
     def __init__(self, metadata: Dict, artifact: Path, device: Union[str, torch.device] = "cpu"):
