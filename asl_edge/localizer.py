@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .compute import resolve_device
 from .config import Config
 from .model import class_names, input_channels, level_lengths, level_strides, load_checkpoint, padded_length
 from .postprocess import (FeatureGrid, batched_nms, decode_segments, default_duration, positive_number, resolve_fps,
@@ -30,7 +32,7 @@ def check_features(features: Union[np.ndarray, Tensor], input_dim: int) -> Tenso
         if features.dtype.kind not in "biuf":
             raise FeatureError(f"features must be numeric, got dtype {features.dtype}")
         features = torch.from_numpy(features)
-    feats = features.to(torch.float32)
+    feats = float32_features(features)
     if feats.dim() != 2:
         raise FeatureError(f"features must be 2-D (T, C), got shape {tuple(feats.shape)}")
     if feats.shape[1] != input_dim:
@@ -44,6 +46,49 @@ def check_features(features: Union[np.ndarray, Tensor], input_dim: int) -> Tenso
         bad = int((~torch.isfinite(feats)).any(dim=1).sum())
         raise FeatureError(f"features contain NaN or inf in {bad} of {feats.shape[0]} time steps")
     return feats
+
+
+def float32_features(features: Tensor) -> Tensor:
+    """``features`` as float32; FeatureError when finite values lie beyond float32's range (the
+    conversion would turn them into inf)."""
+    if features.dtype == torch.float64:
+        limit = float(torch.finfo(torch.float32).max)
+        too_large = torch.isfinite(features) & (features.abs() > limit)
+        if bool(too_large.any()):
+            raise FeatureError(f"features hold {features.dtype} values beyond float32's range (largest magnitude "
+                               f"{float(features.abs()[too_large].max()):.3g} > {limit:.3g}); the model runs "
+                               "float32: rescale them")
+    return features.to(torch.float32)
+
+
+def video_ids(paths: Sequence[Union[str, Path]]) -> List[str]:
+    """The video id of each feature file, its stem; ValueError naming the paths that are folders, or
+    the files when two give the same id (the second's detections would replace the first's)."""
+    folders = [str(path) for path in paths if Path(path).is_dir()]
+    if folders:
+        raise ValueError(f"feature files are expected, and {', '.join(folders)} "
+                         f"{'is a folder' if len(folders) == 1 else 'are folders'}: pass its files "
+                         f"(e.g. {Path(folders[0]) / '*.npy'})")
+    seen: Dict[str, Path] = {}
+    clashes = []
+    for path in map(Path, paths):
+        if path.stem in seen:
+            clashes.append(f"{seen[path.stem]} and {path} are both video {path.stem!r}")
+        seen.setdefault(path.stem, path)
+    if clashes:
+        raise ValueError("; ".join(clashes) + ": the file stem is the video id, so rename one of each "
+                         "(or run them separately)")
+    return [Path(path).stem for path in paths]
+
+
+def check_duration(duration: float, num_features: int, config: Config, fps: float) -> None:
+    """FeatureError when a video of ``duration`` seconds cannot have produced ``num_features``
+    features: the last one starts at ``(T - 1)·feat_stride / fps`` seconds, inside the video."""
+    last_start = (num_features - 1) * config.dataset.feat_stride / fps
+    if duration <= last_start:
+        raise FeatureError(f"duration {duration:g} s is too short for {num_features} features: at feat_stride "
+                           f"{config.dataset.feat_stride} and {fps:g} fps the last one starts {last_start:.2f} s into "
+                           f"the video (every detection would be clamped to {duration:g} s)")
 
 
 def network_grid_length(num_features: int, config: Config) -> int:
@@ -82,7 +127,7 @@ class Localizer:
 
     def __init__(self, network: Network, config: Config, device: Union[str, torch.device] = "cpu",
                  window: Optional[int] = None):
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         if isinstance(network, torch.nn.Module):
             network = network.eval().to(self.device)
         self.model = network

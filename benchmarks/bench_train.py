@@ -32,7 +32,7 @@ from asl_edge.model import build_model
 from asl_edge.train.criterion import ASLCriterion
 from asl_edge.train.datasets import Batch
 from asl_edge.train.synthetic import make_synthetic
-from asl_edge.train.trainer import ModelEma, Trainer, parameter_groups, training_step
+from asl_edge.train.trainer import ModelEma, Trainer, TrainingObjective, parameter_groups, training_step
 
 # mode -> which of (class-level sensitivity, instance-level sensitivity, ASCL, channel attention) are on
 MODES = {
@@ -94,6 +94,7 @@ def iteration_time(mode: str, runs: int, batch: int, length: int, device: str = 
     model = build_model(config).train().to(dev)
     criterion = ASLCriterion(config, model.strides, config.model.fpn_dim).train().to(dev)
     ema = ModelEma(model, config.train_cfg.ema_decay)
+    objective = TrainingObjective(model, criterion)
     optimizer = torch.optim.AdamW(parameter_groups([model, criterion], config.opt.weight_decay),
                                   lr=config.opt.learning_rate)
     feats = torch.randn(batch, config.dataset.input_dim, length)
@@ -108,7 +109,7 @@ def iteration_time(mode: str, runs: int, batch: int, length: int, device: str = 
         if dev.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        training_step(model, criterion, optimizer, scaler, ema, data, config.train_cfg.clip_grad_l2norm, amp)
+        training_step(objective, optimizer, scaler, ema, data, config.train_cfg.clip_grad_l2norm, amp)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         if i >= 2:  # the first iterations allocate and pick kernels

@@ -24,9 +24,10 @@ class ExportError(RuntimeError):
 class ExportSpec:
     """One export request.
 
-    window: the input length T the artifact is built (and, when static, fixed) for.
+    window: the input length T the artifact is built (and, when static, fixed) for; None: the
+        config's max_seq_len.
     dynamic_length: T may vary in multiples of ``length_multiple`` from ``min_length`` up to
-        ``max_length``.
+        ``max_length`` (None until validated: 4x the window).
     postprocess: decode + NMS in the graph; outputs become fixed-size padded detections
         (segments (B, max_out, 2) in grid units, scores (B, max_out), labels (B, max_out),
         count (B,)), and the length is static.
@@ -37,14 +38,14 @@ class ExportSpec:
 
     format: str
     precision: str = "fp32"
-    window: int = 2304
+    window: Optional[int] = None
     batch: int = 1
     postprocess: bool = False
     dynamic_length: bool = False
     dynamic_batch: bool = False
     length_multiple: int = 1
     min_length: int = 1
-    max_length: int = 2304
+    max_length: Optional[int] = None
     device: str = "cpu"
     opset: int = 18
     calibration: Optional[str] = None

@@ -51,9 +51,9 @@ def save_motion_model(path, seed: int = 7):
 
 
 def stream_items(model, sources, **options):
-    """Run ``StreamRunner`` with ``motion`` to its end: ``(events, statuses, runner)``."""
+    """Run ``StreamRunner`` with ``motion`` to its end: ``(final events, statuses, runner)``."""
     from asl_edge.stream import StreamOptions, StreamRunner
 
     runner = StreamRunner(str(model), sources, "motion", StreamOptions(**options))
     items = list(runner.events())
-    return [i for i in items if "status" not in i], [i for i in items if "status" in i], runner
+    return [i for i in items if i.get("type") == "end"], [i for i in items if "status" in i], runner

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from asl_edge.ops.tca_attention import tca_attention_reference, temporal_attention
+from asl_edge.ops.tca_reference import tca_attention_reference, temporal_attention
 
 
 def naive_tca(q, k, v, mask, num_heads, window, theta, channel_scale):

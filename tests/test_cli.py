@@ -19,6 +19,7 @@ from helpers import randomize_, small_config
 @pytest.fixture
 def checkpoint(tmp_path):
     config = small_config()
+    torch.manual_seed(0)                         # the same network whichever tests ran before
     path = tmp_path / "model.pt"
     save_checkpoint(randomize_(build_model(config), seed=2), config, path)
     return path
@@ -36,7 +37,7 @@ def test_infer_keeps_good_results_when_some_inputs_fail(tmp_path, checkpoint, ca
                  str(tmp_path / "missing.npy"), "--fps", "30", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 1
-    assert "video_b.npy: error: " in err and "not a readable .npy" in err
+    assert "video_b.npy: error: " in err and "it is not a NumPy .npy array" in err
     assert "video_c.npy: error: features have 7 channels" in err
     assert "missing.npy does not exist" in err
     results = json.loads(out.read_text())["results"]
@@ -139,15 +140,20 @@ def test_infer_durations_are_one_per_file(tmp_path, checkpoint, capsys):
     assert "--duration gives 1 value(s) for 2 feature files" in capsys.readouterr().err
     assert main(args + ["--duration", "3", "nan"]) == 2
     assert "--duration must be a positive finite number, got nan" in capsys.readouterr().err
-    assert main(args + ["--duration", "1.5", "4", "--out", str(tmp_path / "d.json")]) == 0
+    assert main(args + ["--duration", "6.54", "9", "--out", str(tmp_path / "d.json")]) == 0   # the last starts at 6.53 s
     results = json.loads((tmp_path / "d.json").read_text())["results"]
-    assert max(d["segment"][1] for d in results["a"]) <= 1.5 < max(d["segment"][1] for d in results["b"]) <= 4
+    assert max(d["segment"][1] for d in results["a"]) <= 6.54 < max(d["segment"][1] for d in results["b"]) <= 9
 
 
 def test_a_missing_feature_file_is_reported_before_fps(tmp_path, checkpoint, capsys):
-    assert main(["infer", "--ckpt", str(checkpoint), "--features", str(tmp_path / "gone.npy")]) == 1
+    assert main(["infer", "--ckpt", str(checkpoint), "--features", str(tmp_path / "gone.npy")]) == 2
     err = capsys.readouterr().err
     assert "gone.npy does not exist" in err and "--fps" not in err
+    present = tmp_path / "here.npy"
+    np.save(present, np.zeros((30, 24), np.float32))
+    assert main(["infer", "--ckpt", str(checkpoint), "--features", str(tmp_path / "gone.npy"), str(present)]) == 2
+    err = capsys.readouterr().err
+    assert "gone.npy does not exist" in err and "--fps is required" in err
 
 
 @pytest.mark.parametrize("command", ["infer", "eval", "export", "import-checkpoint", "train-resume"])

@@ -379,7 +379,9 @@ def test_exporting_into_the_checkpoint_folder_keeps_the_checkpoint_loadable(chec
     run = tmp_path / "run"
     run.mkdir()
     shutil.copy(ckpt, run / "model.pt")
-    assert export(run / "model.pt", run, "--format", "torchscript", "--window", str(WINDOW), "--no-parity") == 0
+    assert export(run / "model.pt", run, "--format", "torchscript", "--window", str(WINDOW), "--no-parity") == 2
+    assert export(run / "model.pt", run, "--format", "torchscript", "--window", str(WINDOW), "--no-parity",
+                  "--overwrite") == 0
     assert load(run / "model.pt").format == "checkpoint"
     assert load(run).format == "torchscript"
     from asl_edge.localizer import Localizer

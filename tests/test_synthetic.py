@@ -216,9 +216,9 @@ def test_rewrites_only_its_own_files(tmp_path):
     (tmp_path / "notes.txt").write_text("keep me")
     (tmp_path / "features").mkdir()
     (tmp_path / "features" / "readme.txt").write_text("keep me too")
-    make_synthetic(tmp_path, "keyframe", seed=0)  # 60 validation videos
+    make_synthetic(tmp_path, "keyframe", seed=0, overwrite=True)  # 60 validation videos; a folder with other files
     assert (tmp_path / "features" / "synth_val_0059.npy").is_file()
-    paths = make_synthetic(tmp_path, "easy", seed=0)  # 40 validation videos
+    paths = make_synthetic(tmp_path, "easy", seed=0, overwrite=True)  # 40 validation videos
     assert (tmp_path / "notes.txt").read_text() == "keep me"
     assert (tmp_path / "features" / "readme.txt").read_text() == "keep me too"
     assert not (tmp_path / "features" / "synth_val_0040.npy").exists()  # stale, from keyframe

@@ -6,7 +6,6 @@ import math
 import pytest
 import torch
 
-from asl_edge.config import load_config
 from asl_edge.model import build_model
 from asl_edge.train.criterion import ASLCriterion
 from asl_edge.train.labels import assign_points, point_grid

@@ -10,16 +10,21 @@
 * ``L_ASCL`` is :func:`contrastive_loss` on the level-0 features.
 
 With every ASL part off this is ActionFormer's loss.
+
+Under DistributedDataParallel (``world`` of several processes) each process holds a share of the
+batch and the result is the whole batch's: N counts the positives of every process, each process's
+sums count ``world.size`` times (DDP averages the gradients) and ASCL sees every process's vectors.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from ..config import Config
+from .distributed import World
 from .labels import assign_points, point_grid
 from .losses import LossNormalizer, diou_loss_1d, offsets_iou, sigmoid_focal_loss
 from .sensitivity import ClassSensitivity, InstanceSensitivityHead, contrastive_loss, segment_embeddings
@@ -29,11 +34,13 @@ class ASLCriterion(nn.Module):
     """Computes the loss of one batch from the network's pyramid and head outputs.
 
     Holds the trainable ASL parts (class-level Gaussians, instance-level head) and the loss
-    normaliser; ``forward`` returns the total loss and a dict of its parts (floats).
+    normaliser; ``forward`` returns the total loss and a dict of its parts (floats). ``world``:
+    the processes that share each batch (default: this one alone).
     """
 
-    def __init__(self, config: Config, strides: Sequence[int], feature_dim: int):
+    def __init__(self, config: Config, strides: Sequence[int], feature_dim: int, world: Optional[World] = None):
         super().__init__()
+        self.world = world or World()
         t = config.train_cfg
         self.asl = t.asl
         self.num_classes = config.dataset.num_classes
@@ -63,7 +70,9 @@ class ASLCriterion(nn.Module):
         points, cls_t, reg_t, gt_index = self.targets([m.shape[1] for m in masks], segments, labels, device)
         valid = torch.cat(masks, dim=1)                                              # (B, N)
         positive = (gt_index >= 0) & valid
-        norm = self.normalizer.update(int(positive.sum())) if self.training else self.normalizer.value
+        num_positive = self.world.total(int(positive.sum()))                       # of the whole batch
+        norm = self.normalizer.update(num_positive) if self.training else self.normalizer.value
+        share = self.world.size           # this process's sums, as many times as DDP divides the gradients
 
         # per positive point: its video, point, assigned segment and class
         pos_b, pos_i = positive.nonzero(as_tuple=True)
@@ -78,17 +87,21 @@ class ASLCriterion(nn.Module):
         pos_logits, pos_offsets, pos_reg = logits[pos_b, pos_i], offsets[pos_b, pos_i], reg_t[pos_b, pos_i]
 
         h_cls, h_loc, parts = self._sensitivity_weights(feats, masks, points[pos_i, 0], gt_seg, gt_cls,
-                                                        pos_b, pos_i, pos_logits, pos_offsets, pos_reg)
+                                                        pos_b, pos_i, pos_logits, pos_offsets, pos_reg,
+                                                        num_positive, share)
         targets = cls_t * (1 - self.label_smoothing) + self.label_smoothing / (self.num_classes + 1)
         focal = sigmoid_focal_loss(logits, targets).sum(dim=-1)                      # (B, N)
         weights = torch.ones_like(focal).index_put((pos_b, pos_i), h_cls)
-        cls_loss = (focal * weights)[valid].sum() / norm
+        cls_loss = (focal * weights)[valid].sum() / norm * share
         if len(pos_b):
-            reg_loss = (h_loc * diou_loss_1d(pos_offsets, pos_reg)).sum() / norm
+            reg_loss = (h_loc * diou_loss_1d(pos_offsets, pos_reg)).sum() / norm * share
         else:
             reg_loss = offsets.sum() * 0
-        reg_weight = self.loss_weight if self.loss_weight > 0 else \
-            float(cls_loss.detach()) / max(float(reg_loss.detach()), 0.01)
+        if self.loss_weight > 0:
+            reg_weight = self.loss_weight
+        else:
+            batch = self.world.average({"cls": float(cls_loss.detach()), "reg": float(reg_loss.detach())})
+            reg_weight = batch["cls"] / max(batch["reg"], 0.01)
         total = cls_loss + reg_weight * reg_loss
         if "mse" in parts:
             total = total + self.asl.mse_weight * parts["mse"]
@@ -96,17 +109,21 @@ class ASLCriterion(nn.Module):
             anchors, classes, backgrounds = segment_embeddings(
                 feats[0].float(), masks[0], self.strides[0], segments, labels, self.class_sensitivity,
                 self.asl.background_ratio)
-            parts["ascl"] = contrastive_loss(anchors, classes, backgrounds, self.asl.temperature)
+            gather = self.world.gather_rows
+            parts["ascl"] = contrastive_loss(gather(anchors), gather(classes), gather(backgrounds),
+                                             self.asl.temperature)
             total = total + self.asl.contrastive_weight * parts["ascl"]
         report = {"cls": float(cls_loss.detach()), "reg": float(reg_loss.detach())}
         report.update({k: float(v.detach()) for k, v in parts.items()})
-        report["num_pos"] = float(len(pos_b))
+        report["num_pos"] = float(num_positive)
         return total, report
 
     def _sensitivity_weights(self, feats, masks, positions: Tensor, gt_seg: Tensor, gt_cls: Tensor,
                              pos_b: Tensor, pos_i: Tensor, pos_logits: Tensor, pos_offsets: Tensor,
-                             pos_reg: Tensor) -> Tuple[Tensor, Tensor, Dict[str, Tensor]]:
-        """(h_cls, h_loc) per positive point and the instance head's MSE loss (in ``parts``)."""
+                             pos_reg: Tensor, num_positive: int,
+                             share: int) -> Tuple[Tensor, Tensor, Dict[str, Tensor]]:
+        """(h_cls, h_loc) per positive point and the instance head's MSE loss (in ``parts``): the
+        mean over the ``num_positive`` positives of the whole batch, counted ``share`` times."""
         h_cls: List[Tensor] = []
         h_loc: List[Tensor] = []
         parts: Dict[str, Tensor] = {}
@@ -121,8 +138,9 @@ class ASLCriterion(nn.Module):
             with torch.no_grad():
                 target_cls = torch.sigmoid(pos_logits.gather(1, gt_cls[:, None]))[:, 0]
                 target_loc = offsets_iou(pos_offsets, pos_reg)
-            if len(pos_b):
-                parts["mse"] = ((q[:, 0] - target_cls) ** 2).mean() + ((q[:, 1] - target_loc) ** 2).mean()
+            if num_positive:
+                parts["mse"] = (((q[:, 0] - target_cls) ** 2).sum() / num_positive * share
+                                + ((q[:, 1] - target_loc) ** 2).sum() / num_positive * share)
             else:
                 parts["mse"] = q.sum() * 0
             h_cls.append(q[:, 0].detach())

@@ -33,11 +33,11 @@ field named: missing keys, non-numbers, NaN or infinite values.
 Deliberate differences from the official script, none of which changes a number it produces on
 input it accepts: predictions whose label is not a GT class of the split are left out and
 reported (the official code raises KeyError); when no prediction has both a GT class and a video
-of the split, ``evaluate_detections(..., require_match=True)`` raises instead of scoring 0; a class
-with GT but no predictions gets AP 0 (the official code fails on the empty frame); a degenerate
-pair whose union is 0 (tIoU 0/0) overlaps nothing (the official NaN compares as a match); no
-blocked-video list is downloaded. As in the official code, predictions for videos that are not in
-the split are false positives of their class (and reported).
+of the split (or there is none at all), ``evaluate_detections(..., require_match=True)`` raises
+instead of scoring 0; a class with GT but no predictions gets AP 0 (the official code fails on
+the empty frame); a degenerate pair whose union is 0 (tIoU 0/0) overlaps nothing (the official NaN
+compares as a match); no blocked-video list is downloaded. As in the official code, predictions
+for videos that are not in the split are false positives of their class (and reported).
 
 Recall@k (not part of the official detection script; our definition): for each video, its
 predictions of all classes are ranked by score (same tie rule) and cut to the top k; a GT segment is
@@ -477,8 +477,9 @@ def evaluate_detections(
     require_match: bool = False,
 ) -> Dict[str, Any]:
     """mAP per threshold, average mAP, per-class AP, Recall@k of ``predictions`` on ``gt``, and
-    ``unmatched`` (:func:`unmatched_predictions`). With ``require_match``, predictions none of
-    which has a GT class and a video of the split are an EvaluationError, not an mAP of 0."""
+    ``unmatched`` (:func:`unmatched_predictions`). With ``require_match``, no predictions at all, or
+    predictions none of which has a GT class and a video of the split, are an EvaluationError, not
+    an mAP of 0."""
     thresholds = parse_tious(tiou_thresholds) if isinstance(tiou_thresholds, str) else [
         float(t) for t in tiou_thresholds
     ]
@@ -487,7 +488,10 @@ def evaluate_detections(
     if not gt.classes:
         raise EvaluationError("the ground truth of this split has no annotated segment")
     unmatched = unmatched_predictions(gt, predictions)
-    if require_match and predictions and not unmatched["matchable"]:
+    if require_match and not predictions:
+        raise EvaluationError("there are no predictions to score (an mAP of 0 would say nothing): the prediction "
+                              "file holds no detection")
+    if require_match and not unmatched["matchable"]:
         raise EvaluationError(
             f"none of the {len(predictions)} predictions can match the ground truth: "
             f"{describe_unmatched(unmatched)}; ground-truth classes are e.g. "

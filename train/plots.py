@@ -89,12 +89,15 @@ def plot_detections(
     split: str = "test",
     min_score: float = 0.1,
     top_k: int = 50,
+    marks: Optional[Dict[str, List[Tuple[float, Hashable]]]] = None,
 ) -> List[Path]:
     """Draw one timeline per video: ground truth above predictions, one row per class.
 
     Videos are those of ``split`` in the annotation file; ``videos=None`` plots every one that has
     ground truth or predictions. Predictions are kept when their score is ``>= min_score``, then
-    the ``top_k`` best of each video. With one video, ``out`` ending in ``.png`` is the file;
+    the ``top_k`` best of each video. ``marks``: per video, ``(seconds, label)`` moments drawn as
+    triangles on the label's row (e.g. when a stream first announced an action). With one video,
+    ``out`` ending in ``.png`` is the file;
     otherwise ``out`` is a folder that receives ``<video>.png``. Returns the written paths.
     Malformed annotation/prediction files raise
     :class:`~asl_edge.train.evaluation.EvaluationError`.
@@ -148,18 +151,21 @@ def plot_detections(
         kept = sorted((p for p in pred_by_video.get(vid, []) if p.score >= min_score),
                       key=lambda p: -p.score)[:top_k]
         fig = _timeline(Figure, mpl, vid, gt_by_video.get(vid, []), kept, durations.get(vid),
-                        gt.label_names, min_score, top_k)
+                        gt.label_names, min_score, top_k, (marks or {}).get(vid, []))
         written.append(_save(fig, Canvas, targets[vid]))
     return written
 
 
 def _timeline(Figure, mpl, video: str, gt_segs, preds: List[Prediction], duration: Optional[float],
-              label_names: Dict[int, Hashable], min_score: float, top_k: int):
+              label_names: Dict[int, Hashable], min_score: float, top_k: int,
+              marks: Sequence[Tuple[float, Hashable]] = ()):
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    rows = _row_order(list(dict.fromkeys([s[0] for s in gt_segs] + [p.label for p in preds])), label_names)
+    rows = _row_order(list(dict.fromkeys([s[0] for s in gt_segs] + [p.label for p in preds]
+                                         + [label for _, label in marks])), label_names)
     if duration is None:
         ends = [e for _, _, e in gt_segs] + [p.end for p in preds]
         duration = max(ends, default=1.0) or 1.0
@@ -197,6 +203,9 @@ def _timeline(Figure, mpl, video: str, gt_segs, preds: List[Prediction], duratio
         height = 0.4 / n
         ax.broken_barh([(p.start, max(p.end - p.start, 1e-9))], (row_of[p.label] + 0.05 + j * height, height),
                        facecolors=cmap(norm(p.score)), edgecolors="white", linewidth=0.4, zorder=3)
+    if marks:
+        ax.plot([t for t, _ in marks], [row_of[label] - 0.03 for _, label in marks], "v", color="#d62728",
+                markersize=6, zorder=4)
     ax.set_xlim(0.0, duration)
     ax.set_ylim(len(rows) - 0.5 if rows else 0.5, -0.5)
     ax.set_yticks(range(len(rows)))
@@ -207,9 +216,11 @@ def _timeline(Figure, mpl, video: str, gt_segs, preds: List[Prediction], duratio
     if not rows:
         ax.text(0.5, 0.5, "no ground truth and no predictions", transform=ax.transAxes,
                 ha="center", va="center", color="gray")
-    fig.legend(handles=[Patch(facecolor=GT_COLOR, label="ground truth (upper lane)"),
-                        Patch(facecolor=cmap(norm(0.8 * vmax)), label="prediction, coloured by score (lower lane)")],
-               loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+    handles = [Patch(facecolor=GT_COLOR, label="ground truth (upper lane)"),
+               Patch(facecolor=cmap(norm(0.8 * vmax)), label="prediction, coloured by score (lower lane)")]
+    if marks:
+        handles.append(Line2D([], [], marker="v", linestyle="", color="#d62728", label="announced (new event)"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8, frameon=False)
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="prediction score", pad=0.01)
     return fig
 

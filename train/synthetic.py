@@ -40,9 +40,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
+import torch
 
 from asl_edge.config.loader import config_from_dict, config_to_dict, load_config, merge_dicts, save_config
-from asl_edge.outputs import atomic_output, write_json
+from asl_edge.outputs import OutputError, atomic_output, claim_output_folder, write_json
+from asl_edge.postprocess import default_duration, grid_to_seconds
 
 __all__ = [
     "PRESETS",
@@ -53,7 +55,6 @@ __all__ = [
     "SyntheticData",
     "generate_synthetic",
     "make_synthetic",
-    "grid_to_sec",
 ]
 
 # ------------------------------------------------------------------------ training configurations
@@ -201,12 +202,6 @@ class SyntheticData:
     videos: List[SyntheticVideo]
 
 
-def grid_to_sec(x: float, feat_stride: float, num_frames: float, fps: float) -> float:
-    """Grid position -> seconds, ``(x·feat_stride + 0.5·num_frames) / fps`` (see
-    ``asl_edge.postprocess.timebase``)."""
-    return (x * feat_stride + 0.5 * num_frames) / fps
-
-
 def _get_preset(preset: Union[str, SyntheticPreset]) -> SyntheticPreset:
     if isinstance(preset, SyntheticPreset):
         return preset
@@ -323,37 +318,44 @@ def _annotation_json(data: SyntheticData) -> Dict[str, Any]:
     names = data.preset.class_names
     database = {}
     for v in data.videos:
-        T = v.features.shape[0]
+        duration = default_duration(v.features.shape[0], stride, nframes, fps)
+        grid = torch.tensor([[start, end] for _, start, end in v.actions], dtype=torch.float64).reshape(-1, 2)
+        seconds = grid_to_seconds(grid, stride, nframes, fps, duration).tolist()
         database[v.video_id] = {
             "subset": v.subset,
             "fps": fps,
-            "duration": ((T - 1) * stride + nframes) / fps,
-            "annotations": [
-                {"label": names[label], "label_id": label,
-                 "segment": [grid_to_sec(start, stride, nframes, fps), grid_to_sec(end, stride, nframes, fps)]}
-                for label, start, end in v.actions
-            ],
+            "duration": duration,
+            "annotations": [{"label": names[label], "label_id": label, "segment": segment}
+                            for (label, _, _), segment in zip(v.actions, seconds)],
         }
     return {"version": f"asl-edge synthetic {data.preset.name} seed {data.seed}", "database": database}
 
 
 _OUR_FEATURE = re.compile(r"synth_(train|val)_\d+\.npy")
+# what a synthetic dataset folder holds (annotations.json first: every finished one has it)
+SYNTHETIC_FILES = ("annotations.json", "config.yaml", "features", "*.partial*")
 
 
 def make_synthetic(out_dir: Union[str, Path], preset: Union[str, SyntheticPreset] = "easy",
-                   seed: int = 0) -> Dict[str, Path]:
+                   seed: int = 0, overwrite: bool = False) -> Dict[str, Path]:
     """Write the ``preset`` dataset to ``out_dir``; returns ``{"annotations", "features", "config"}``.
 
     ``out_dir/annotations.json`` (ActionFormer/THUMOS format, segments in seconds),
     ``out_dir/features/<video>.npy`` ((T, C) float32) and ``out_dir/config.yaml`` (the
-    ``thumos_i3d`` preset with the preset's training overrides, absolute data paths). Only these
-    are replaced; other files in ``out_dir`` are left alone, and feature files of an earlier run
-    that this one does not write are removed from ``features/``.
+    ``thumos_i3d`` preset with the preset's training overrides, absolute data paths). ``out_dir``
+    must be new, empty or an earlier synthetic dataset; any other folder (a training run, the
+    user's files) only with ``overwrite``. Only these are replaced; other files in ``out_dir`` are
+    left alone, and feature files of an earlier run that this one does not write are removed from
+    ``features/``.
     """
     p = _get_preset(preset)
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and not out.is_dir():
-        raise SyntheticError(f"output folder {out} exists and is not a folder")
+        raise SyntheticError(f"output folder {out_dir} exists and is not a folder")
+    try:
+        claim_output_folder(Path(out_dir).expanduser(), SYNTHETIC_FILES, overwrite, "synth")
+    except OutputError as err:
+        raise SyntheticError(str(err)) from None
     feat_dir = out / "features"
     if feat_dir.exists() and not feat_dir.is_dir():
         raise SyntheticError(f"{feat_dir} exists and is not a folder")

@@ -8,6 +8,7 @@ from .loader import (
     load_config,
     merge_dicts,
     preset_names,
+    problems_message,
     save_config,
 )
 from .schema import (
@@ -39,5 +40,6 @@ __all__ = [
     "load_config",
     "merge_dicts",
     "preset_names",
+    "problems_message",
     "save_config",
 ]

@@ -6,7 +6,7 @@ import copy
 import dataclasses
 import typing
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import yaml
 
@@ -19,6 +19,13 @@ DEFAULT_PRESET = "thumos_i3d"
 
 class ConfigError(ValueError):
     """A configuration file or dictionary that does not fit the schema."""
+
+
+def problems_message(what: str, problems: Sequence[str]) -> str:
+    """One message for every problem found in ``what``: one line per problem, then their count
+    when there are several."""
+    count = f"\n({len(problems)} problems in {what})" if len(problems) > 1 else ""
+    return "\n".join(problems) + count
 
 
 def preset_names() -> list:

@@ -32,6 +32,11 @@ class DatasetConfig:
     max_seq_len: int = 2304
     trunc_thresh: float = 0.5
     crop_ratio: Optional[List[float]] = None
+    # training crops that end inside an action, so that a model learns to speak early in live
+    # streaming (the newest window's end cuts actions in progress): the share of crops placed so,
+    # and the least of the action each keeps (it is kept even below trunc_thresh)
+    right_cut_prob: float = 0.0
+    right_cut_min: float = 0.25
     # resize every feature sequence to max_seq_len (ActivityNet)
     force_upsampling: bool = False
     # one name per class id; None means "class_<id>"

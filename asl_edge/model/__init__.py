@@ -14,12 +14,14 @@ from .checkpoint import (
 from .network import (
     ASLNetwork,
     build_model,
+    config_problems,
     input_channels,
     level_lengths,
     level_strides,
     padded_length,
     padding_unit,
     shortest_input_length,
+    validate_config,
     window_sizes,
 )
 
@@ -31,6 +33,7 @@ __all__ = [
     "actionformer_config",
     "build_model",
     "class_names",
+    "config_problems",
     "from_actionformer_checkpoint",
     "input_channels",
     "level_lengths",
@@ -41,5 +44,6 @@ __all__ = [
     "save_checkpoint",
     "shortest_input_length",
     "tca_attention",
+    "validate_config",
     "window_sizes",
 ]

@@ -22,12 +22,15 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from ..config import Config, config_from_dict, config_to_dict
+from ..compute import resolve_device
+from ..config import Config, ConfigError, config_from_dict, config_to_dict
 from ..outputs import atomic_output
-from .network import ASLNetwork
+from .network import ASLNetwork, validate_config
 
 FORMAT = "asl-edge-checkpoint"
 FORMAT_VERSION = 1
+# the format tag of a run's training state (checkpoints/last.pt, written by asl_edge.train)
+TRAINING_STATE_FORMAT = "asl-edge-training-state"
 
 
 class CheckpointError(ValueError):
@@ -69,11 +72,12 @@ def read_torch_file(path: Union[str, Path], what: str = "asl-edge checkpoint") -
 
 def save_checkpoint(model: ASLNetwork, config: Config, path: Union[str, Path],
                     meta: Optional[Mapping[str, Any]] = None) -> None:
-    """Write an asl-edge checkpoint (config, class names inside it, weights, metadata)."""
-    if config.dataset.class_names is not None and len(config.dataset.class_names) != config.dataset.num_classes:
-        raise CheckpointError(
-            f"{len(config.dataset.class_names)} class names for {config.dataset.num_classes} classes"
-        )
+    """Write an asl-edge checkpoint (config, class names inside it, weights, metadata); a config
+    that :func:`validate_config` refuses is a CheckpointError and nothing is written."""
+    try:
+        validate_config(config)
+    except ConfigError as err:
+        raise CheckpointError(f"cannot save {path}: {err}") from None
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -86,9 +90,15 @@ def save_checkpoint(model: ASLNetwork, config: Config, path: Union[str, Path],
 
 
 def load_checkpoint(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> Checkpoint:
-    """Load an asl-edge checkpoint into an ``ASLNetwork`` in eval mode."""
+    """Load an asl-edge checkpoint into an ``ASLNetwork`` in eval mode on ``device`` (a DeviceError,
+    before the file is read, when there is no such device)."""
+    device = resolve_device(device)
     payload = read_torch_file(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        if isinstance(payload, dict) and payload.get("format") == TRAINING_STATE_FORMAT:
+            raise CheckpointError(f"{path} is a training state (a run's checkpoints/last.pt), not an asl-edge "
+                                  "checkpoint: use the run's model.pt, which holds its EMA weights (asl-edge eval "
+                                  "takes either)")
         keys = sorted(payload)[:8] if isinstance(payload, dict) else type(payload).__name__
         hint = ""
         if isinstance(payload, dict) and ("state_dict_ema" in payload or "state_dict" in payload):
@@ -99,8 +109,11 @@ def load_checkpoint(path: Union[str, Path], device: Union[str, torch.device] = "
             f"{path}: checkpoint format version {payload.get('format_version')} is not supported "
             f"(this asl-edge reads version {FORMAT_VERSION})"
         )
-    config = config_from_dict(payload["config"], origin=f"{path} (config)")
-    model = ASLNetwork(config)
+    try:
+        config = config_from_dict(payload["config"], origin=f"{path} (config)")
+        model = ASLNetwork(config)
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: its config cannot be built: {err}") from None
     load_weights(model, payload["state_dict"], source=str(path))
     model.eval().to(device)
     return Checkpoint(model=model, config=config, meta=dict(payload.get("meta", {})))
@@ -201,9 +214,16 @@ def from_actionformer_checkpoint(path: Union[str, Path], config: Config, use_ema
     ``actionformer_config(config)`` (``tca.theta = 0``); pass the config ActionFormer was
     trained with (its own YAML works). ``use_ema`` picks ``state_dict_ema`` (the weights
     ActionFormer evaluates) over ``state_dict``; a file without EMA weights falls back to
-    ``state_dict`` with a warning. The model is returned in eval mode.
+    ``state_dict`` with a warning. The model is returned in eval mode. The config is validated
+    (ConfigError listing every problem) before the file is read.
     """
+    config = actionformer_config(config)
+    validate_config(config)
     payload = read_torch_file(path, "ActionFormer checkpoint")
+    if isinstance(payload, dict) and payload.get("format") in (FORMAT, TRAINING_STATE_FORMAT):
+        what = "checkpoint" if payload["format"] == FORMAT else "training state"
+        raise CheckpointError(f"{path} is already an asl-edge {what}, not an ActionFormer one: it needs no import "
+                              "(infer, eval and export take an asl-edge model.pt as it is)")
     key = "state_dict_ema" if use_ema else "state_dict"
     if isinstance(payload, dict) and key not in payload and "state_dict" in payload and use_ema:
         warnings.warn(f"{path} has no EMA weights; importing 'state_dict'")
@@ -211,7 +231,6 @@ def from_actionformer_checkpoint(path: Union[str, Path], config: Config, use_ema
     if not isinstance(payload, dict) or key not in payload:
         found = sorted(payload)[:8] if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"{path} is not an ActionFormer checkpoint: no {key!r} entry (found {found})")
-    config = actionformer_config(config)
     model = ASLNetwork(config)
     state = actionformer_to_asl_state_dict(payload[key], len(model.strides), source=f"{path} [{key}]")
     load_weights(model, state, source=f"{path} [{key}]")

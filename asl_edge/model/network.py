@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import List, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, problems_message
 from .encoder import EncoderBlock, Embedding
 from .heads import ClassificationHead, RegressionHead
 from .layers import ChannelLayerNorm
@@ -79,37 +80,77 @@ def level_lengths(length: int, num_levels: int, scale_factor: int, start_level: 
     return lengths[start_level:]
 
 
-def validate_model_config(config: Config) -> None:
-    """Raise ConfigError for settings this implementation does not build."""
-    m = config.model
+def config_problems(config: Config) -> List[str]:
+    """Every setting of ``config`` this implementation cannot build, run or save a checkpoint of:
+    unsupported options, cross-field rules of the network (levels, heads, kernels, dimensions) and
+    of the dataset (class names vs classes, the feature grid). Empty when the config is usable."""
+    m, d, t = config.model, config.dataset, config.train_cfg
     problems = []
-    if m.backbone_type != "convTransformer":
-        problems.append(f"model.backbone_type={m.backbone_type!r} (only 'convTransformer')")
-    if m.fpn_type != "identity":
-        problems.append(f"model.fpn_type={m.fpn_type!r} (only 'identity')")
-    if m.use_rel_pe:
-        problems.append("model.use_rel_pe=true (relative position encoding is not implemented)")
-    if len(m.backbone_arch) != 3:
-        problems.append(f"model.backbone_arch must have 3 entries, got {m.backbone_arch}")
-    if problems:
-        raise ConfigError("unsupported model settings: " + "; ".join(problems))
-    num_levels = len(level_strides(config))
-    if len(m.regression_range) != num_levels:
-        raise ConfigError(
-            f"model.regression_range has {len(m.regression_range)} entries for {num_levels} pyramid levels"
-        )
-    input_dim, embd_dim = config.dataset.input_dim, m.embd_dim
+
+    def check(ok: bool, message: str) -> None:
+        if not ok:
+            problems.append(message)
+
+    check(m.backbone_type == "convTransformer", f"model.backbone_type={m.backbone_type!r} (only 'convTransformer')")
+    check(m.fpn_type == "identity", f"model.fpn_type={m.fpn_type!r} (only 'identity')")
+    check(not m.use_rel_pe, "model.use_rel_pe=true (relative position encoding is not implemented)")
+    arch_ok = len(m.backbone_arch) == 3 and m.backbone_arch[0] >= 1 and min(m.backbone_arch) >= 0
+    check(arch_ok, "model.backbone_arch must be [embedding convs >= 1, stem blocks >= 0, branch blocks >= 0], "
+                   f"got {m.backbone_arch}")
+    check(m.scale_factor == 1 or (m.scale_factor > 1 and m.scale_factor % 2 == 0),
+          f"model.scale_factor must be 1 or even (the strided attention convs), got {m.scale_factor}")
+    if arch_ok:
+        check(0 <= m.fpn_start_level <= m.backbone_arch[2],
+              f"model.fpn_start_level {m.fpn_start_level} outside 0..{m.backbone_arch[2]}")
+        num_levels = m.backbone_arch[2] + 1 - m.fpn_start_level
+        check(len(m.regression_range) == num_levels,
+              f"model.regression_range has {len(m.regression_range)} entries for {num_levels} pyramid levels")
+        bad_levels = [lv for lv in m.tca.levels if not 0 <= lv <= m.backbone_arch[2]]
+        check(not bad_levels, f"model.tca.levels {bad_levels} outside 0..{m.backbone_arch[2]}")
+        try:
+            window_sizes(config)
+        except ConfigError as err:
+            problems.append(str(err))
+    check(0.0 <= m.tca.theta <= 1.0, f"model.tca.theta must be in [0, 1], got {m.tca.theta}")
+    input_dim, embd_dim = d.input_dim, m.embd_dim
     if isinstance(input_dim, list) != isinstance(embd_dim, list) or len(_as_list(input_dim)) != len(_as_list(embd_dim)):
-        raise ConfigError(
-            f"dataset.input_dim ({input_dim}) and model.embd_dim ({embd_dim}) must both be numbers "
-            "or both list the same number of feature streams"
-        )
-    bad_levels = [lv for lv in m.tca.levels if not 0 <= lv <= m.backbone_arch[2]]
-    if bad_levels:
-        raise ConfigError(f"model.tca.levels {bad_levels} outside 0..{m.backbone_arch[2]}")
-    if not 0.0 <= m.tca.theta <= 1.0:
-        raise ConfigError(f"model.tca.theta must be in [0, 1], got {m.tca.theta}")
-    window_sizes(config)
+        problems.append(f"dataset.input_dim ({input_dim}) and model.embd_dim ({embd_dim}) must both be numbers "
+                        "or both list the same number of feature streams")
+    check(min(_as_list(input_dim), default=0) >= 1, f"dataset.input_dim must be positive, got {input_dim}")
+    check(min(_as_list(embd_dim), default=0) >= 1, f"model.embd_dim must be positive, got {embd_dim}")
+    dim = sum(_as_list(embd_dim))
+    check(m.n_head >= 1 and dim % max(m.n_head, 1) == 0,
+          f"model.n_head {m.n_head} must divide the embedding dim {dim} (model.embd_dim) into equal heads")
+    check(m.fpn_dim == dim, f"model.fpn_dim ({m.fpn_dim}) must equal the embedding dim ({dim}) for the identity neck")
+    for key in ("embd_kernel_size", "head_kernel_size"):
+        size = getattr(m, key)
+        check(size >= 1 and size % 2 == 1, f"model.{key} must be odd, got {size}")
+    check(m.head_num_layers >= 1, f"model.head_num_layers must be >= 1, got {m.head_num_layers}")
+    check(m.head_dim >= 1, f"model.head_dim must be positive, got {m.head_dim}")
+    check(d.num_classes >= 1, f"dataset.num_classes must be >= 1, got {d.num_classes}")
+    if d.class_names is not None:
+        check(len(d.class_names) == d.num_classes,
+              f"dataset.class_names lists {len(d.class_names)} names for {d.num_classes} classes "
+              "(dataset.num_classes): give one name per class id")
+        repeated = sorted({name for name in d.class_names if d.class_names.count(name) > 1})
+        check(not repeated, f"dataset.class_names repeats {', '.join(map(repr, repeated))}")
+    bad_empty = [c for c in t.head_empty_cls if not 0 <= c < d.num_classes]
+    check(not bad_empty, f"train_cfg.head_empty_cls {bad_empty} outside [0, {d.num_classes}) (dataset.num_classes)")
+    check(d.max_seq_len >= 1, f"dataset.max_seq_len must be >= 1, got {d.max_seq_len}")
+    check(d.downsample_rate >= 1, f"dataset.downsample_rate must be >= 1, got {d.downsample_rate}")
+    check(d.feat_stride > 0, f"dataset.feat_stride must be positive, got {d.feat_stride}")
+    check(d.num_frames > 0, f"dataset.num_frames must be positive, got {d.num_frames}")
+    if d.default_fps is not None:
+        check(math.isfinite(d.default_fps) and d.default_fps > 0,
+              f"dataset.default_fps must be a positive finite number, got {d.default_fps}")
+    return problems
+
+
+def validate_config(config: Config) -> None:
+    """ConfigError listing every problem :func:`config_problems` finds."""
+    problems = config_problems(config)
+    if problems:
+        raise ConfigError(problems_message("the config", problems))
 
 
 class ASLNetwork(nn.Module):
@@ -123,15 +164,13 @@ class ASLNetwork(nn.Module):
 
     def __init__(self, config: Config):
         super().__init__()
-        validate_model_config(config)
+        validate_config(config)
         m, d, t = config.model, config.dataset, config.train_cfg
         num_embed, num_stem, num_branch = m.backbone_arch
         windows = window_sizes(config)
         input_dims = _as_list(d.input_dim)
         embed_dims = _as_list(m.embd_dim)
         dim = sum(embed_dims)
-        if dim != m.fpn_dim:
-            raise ConfigError(f"model.fpn_dim ({m.fpn_dim}) must equal the embedding dim ({dim}) for the identity neck")
 
         def theta_at(level: int) -> float:
             return m.tca.theta if level in m.tca.levels else 0.0

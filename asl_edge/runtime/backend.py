@@ -19,9 +19,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..compute import resolve_device
 from ..config import Config, config_from_dict
+from ..errors import UserError
 from ..localizer import FeatureError, Localizer, network_grid_length
-from ..model import padded_length
+from ..model import class_names, config_problems, padded_length
 
 METADATA = "metadata.json"
 METADATA_VERSION = 1
@@ -39,7 +41,7 @@ BACKENDS = {
 }
 
 
-class ArtifactError(RuntimeError):
+class ArtifactError(UserError, RuntimeError):
     """An artifact or its metadata is missing, corrupt or does not match what was asked."""
 
 
@@ -89,7 +91,7 @@ class Backend:
     def __init__(self, metadata: Dict, artifact: Path, device: Union[str, torch.device] = "cpu"):
         self.metadata = metadata
         self.artifact = artifact
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         try:
             self.config: Config = config_from_dict(metadata["config"], origin=f"{artifact} metadata")
             self.window: int = int(metadata["window"])
@@ -98,10 +100,27 @@ class Backend:
             self.num_outputs: int = len(metadata["outputs"])
         except (ValueError, TypeError, KeyError, IndexError) as err:
             raise ArtifactError(f"the metadata of {artifact} is malformed: {type(err).__name__}: {err}") from err
+        self._check_metadata()
         self.dynamic_length: bool = bool(metadata.get("dynamic_length", False))
         self.dynamic_batch: bool = bool(metadata.get("dynamic_batch", False))
         self.dtype = torch.float16 if metadata["precision"] == "fp16" else torch.float32
         self.postprocess: bool = bool(metadata.get("postprocess", False))
+
+    def _check_metadata(self) -> None:
+        """ArtifactError listing what in the metadata contradicts itself: a config the network
+        could not have been built from, class names that are not the config's, logits of another
+        class count."""
+        problems = config_problems(self.config)
+        names = class_names(self.config) if not problems else None
+        if names is not None and "class_names" in self.metadata and list(self.metadata["class_names"]) != names:
+            problems.append(f"class_names {self.metadata['class_names']} are not the config's {names}")
+        logits = self.metadata["outputs"][0]
+        if not self.metadata.get("postprocess") and isinstance(logits, dict) and logits.get("name") == "cls_logits" \
+                and "shape" in logits and logits["shape"][-1] != self.config.dataset.num_classes:
+            problems.append(f"cls_logits has {logits['shape'][-1]} classes, the config "
+                            f"{self.config.dataset.num_classes} (dataset.num_classes)")
+        if problems:
+            raise ArtifactError(f"the metadata of {self.artifact} contradicts itself: " + "; ".join(problems))
 
     # --- to implement per format
     def _run(self, features: Tensor, mask: Tensor) -> Tuple[Tensor, ...]:
