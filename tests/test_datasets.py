@@ -143,6 +143,32 @@ def test_crop_retries_until_an_action_is_kept(tmp_path):
         assert s <= 4 and sample.segments.tolist() == [[max(0, s - 2) - s, 4 - s]]
 
 
+def test_right_cut_crops_end_inside_an_action_and_keep_its_seen_part(tmp_path):
+    # A = (30, 60): a crop of 64 that ends inside it, at 25 % to all of it, starts at
+    # round(30 + share * 30) - 64 in [-26..2] -> clamped to [0, 2]; the kept A ends at the widened
+    # window's end s + 66 (its seen part), even below the 50 % rule
+    dataset = ActionDataset(crop_config(tmp_path, [A, D], right_cut_prob=1.0, right_cut_min=0.25), ["training"],
+                            training=True)
+    for seed in range(30):
+        sample = dataset[(0, seed)]
+        s = int(sample.feats[0, 0])
+        assert 0 <= s <= 2 and sample.labels.tolist() == [0]
+        assert sample.segments.tolist() == [[30 - s, min(60, s + 66) - s]]
+    # E = (70, 100) is cut at 25 % to 100 %: the crop ends at 78..100 (starts 14..36), keeping E's
+    # part before its end
+    E = (70, 100)
+    cut = ActionDataset(crop_config(tmp_path, [E], right_cut_prob=1.0, right_cut_min=0.25), ["training"],
+                        training=True)
+    starts = {int(cut[(0, seed)].feats[0, 0]) for seed in range(40)}
+    assert starts <= set(range(14, 37)) and min(starts) < 20
+    for seed in range(40):
+        sample = cut[(0, seed)]
+        s = int(sample.feats[0, 0])
+        seen = (min(100, s + 66) - 70) / 30
+        assert sample.labels.tolist() == [0] and seen >= 0.25
+        assert sample.segments.tolist() == [[70 - s, min(100, s + 66) - s]]
+
+
 def test_crop_without_a_keepable_action_returns_no_segment(tmp_path):
     sample = ActionDataset(crop_config(tmp_path, [D]), ["training"], training=True)[(0, 1)]
     assert sample.feats.shape == (C, 64) and sample.segments.shape == (0, 2) and sample.labels.shape == (0,)

@@ -85,7 +85,7 @@ def test_extract_features_reads_a_scene_and_writes_its_ground_truth(tmp_path):
     gst_or_skip()
     assert main(["extract-features", "test://demo?seed=4&seconds=12&live=0", "--extractor", "motion",
                  "--out", str(tmp_path), "--no-progress"]) == 0
-    entry = json.loads((tmp_path / "annotations.json").read_text())["database"]["demo_seed4"]
+    entry = json.loads((tmp_path / "annotations.json").read_text())["database"]["demo_seed4_12s"]
     assert entry["annotations"] == make_script(4, 12).annotations() and entry["duration"] == 12
-    features = np.load(tmp_path / "demo_seed4.npy")
+    features = np.load(tmp_path / "demo_seed4_12s.npy")
     assert features.shape == ((12 * 15 - 8) // 4 + 1, 112)

@@ -13,74 +13,16 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 from helpers import save_motion_model, small_config, stream_items
 from video_media import free_port, gst_or_skip, make_video, start_rtsp_server, wait_for_port
 
 from asl_edge.cli import main
 from asl_edge.model import build_model, save_checkpoint
-from asl_edge.stream import EventMerger, StreamError, StreamOptions, StreamRunner
+from asl_edge.stream import StreamError, StreamOptions, StreamRunner
 
 STEP = 4 / 15          # seconds per feature of the motion extractor (stride 4 at 15 fps)
-
-
-def det(label_id, start, end, score):
-    return {"label": f"c{label_id}", "label_id": label_id, "start": start, "end": end, "score": score}
-
-
-# ------------------------------------------------------------------------------ merge and finalize
-
-
-def test_an_action_seen_by_two_windows_is_emitted_once_merged_side_by_side():
-    merger = EventMerger("cam", guard_s=2.0)
-    # window 1 covers [0, 10] s and sees the action near its end; nothing is final yet (guard 2 s)
-    assert merger.add_window([det(0, 7.0, 9.6, 0.7)], 0.0, 10.0, decided_at=10.0) == []
-    # window 2 covers [5, 15] s and sees it with context after it: its end and score are kept,
-    # window 1's start (7 s inside it against 2.2 s) too
-    assert merger.add_window([det(0, 7.2, 9.9, 0.65)], 5.0, 15.0, decided_at=15.0) == [
-        {"stream": "cam", "label": "c0", "label_id": 0, "start": 7.0, "end": 9.9, "score": 0.65,
-         "decided_at": 15.0, "latency_s": pytest.approx(5.1)}]
-    # window 3 sees it again: already emitted, so dropped; another class there is new
-    out = merger.add_window([det(0, 7.1, 9.8, 0.9), det(1, 7.1, 9.8, 0.4)], 10.0, 20.0, decided_at=20.0)
-    assert [e["label_id"] for e in out] == [1] and merger.flush(decided_at=20.0) == []
-
-
-def test_finalization_waits_for_the_guard_and_keeps_order():
-    merger = EventMerger("cam", guard_s=1.0)
-    out = merger.add_window([det(1, 3.0, 8.5, 0.5), det(0, 1.0, 2.0, 0.9), det(2, 0.5, 9.5, 0.4)], 0.0, 10.0, 10.0)
-    assert [(e["label_id"], e["end"]) for e in out] == [(0, 2.0), (1, 8.5)]    # by end; 9.5 is within the guard
-    assert [e["label_id"] for e in merger.flush(11.0)] == [2]
-
-
-def test_a_long_action_crossing_windows_comes_out_whole_and_once():
-    merger = EventMerger("cam", guard_s=1.0)
-    # the stream's start cuts nothing; window 1 cuts the action at its end, window 2 at its start
-    assert merger.add_window([det(0, 2.0, 9.9, 0.6)], 0.0, 10.0, 10.0, stream_start=True) == []
-    out = merger.add_window([det(0, 5.0, 13.0, 0.8)], 5.0, 20.0, 20.0)
-    assert [(e["start"], e["end"], e["score"]) for e in out] == [(2.0, 13.0, 0.6)]   # 0.1 s of context beats 0
-    assert merger.add_window([det(0, 10.0, 13.1, 0.8)], 10.0, 25.0, 25.0) == [] and merger.flush(25.0) == []
-
-
-def test_one_windows_own_overlapping_detections_stay_as_its_nms_left_them():
-    merger = EventMerger("cam", guard_s=0.0)
-    out = merger.add_window([det(0, 1.0, 3.0, 0.9), det(0, 1.1, 3.0, 0.3)], 0.0, 5.0, 5.0)
-    assert len(out) == 2
-    low = EventMerger("cam", guard_s=0.0, min_score=0.5)
-    assert len(low.add_window([det(0, 1.0, 3.0, 0.9), det(0, 1.1, 3.0, 0.3)], 0.0, 5.0, 5.0)) == 1
-
-
-def test_a_later_windows_copy_joins_its_closest_match_not_an_emitted_weak_neighbour():
-    merger = EventMerger("cam", guard_s=4.5)
-    # window 1 ([0, 8.5] s): a strong action ending at 4.43 s (pending: inside the guard) and a weak
-    # detection beside it that ends at 3 s (final at once)
-    out = merger.add_window([det(0, 1.96, 4.43, 0.74), det(0, 1.49, 3.0, 0.01)], 0.0, 8.5, 8.8, stream_start=True)
-    assert [(e["start"], e["score"]) for e in out] == [(1.49, 0.01)]
-    # window 2 sees the strong one again (it covers 70 % of the emitted weak one, but its closest
-    # copy is the pending strong one, IoU 0.99) and a new weak one inside it: the strong action
-    # comes out once with its score, the weak one on its own
-    out = merger.add_window([det(0, 1.94, 4.44, 0.74), det(0, 2.9, 4.3, 0.1)], 0.0, 17.0, 17.3, stream_start=True)
-    assert [(e["start"], e["end"], e["score"]) for e in out] == [(2.9, 4.3, 0.1), (1.96, 4.44, 0.74)]
-    assert merger.flush(20.0) == []
 
 
 # ------------------------------------------------------------------------------------ end to end
@@ -113,7 +55,8 @@ def test_one_window_equals_offline_inference(setup, tmp_path):
     for e, d in zip(online, offline):
         assert abs(e["start"] - d["segment"][0]) <= STEP and abs(e["end"] - d["segment"][1]) <= STEP
         assert abs(e["score"] - d["score"]) <= 1e-4
-        assert set(e) == {"stream", "label", "label_id", "start", "end", "score", "decided_at", "latency_s"}
+        assert set(e) == {"type", "id", "stream", "label", "label_id", "start", "end", "score", "decided_at",
+                          "latency_s", "latency_wall_s"}
 
 
 def test_several_windows_emit_each_action_once_in_finalization_order(setup):
@@ -160,8 +103,12 @@ def test_model_and_extractor_mismatch_and_bad_sources_are_clear_errors(setup, tm
     assert main(["stream", "--model", str(setup["model"]), "--source", setup["video"], "--source", "nope://x"]) == 2
     err = capsys.readouterr().err
     assert "unknown scheme 'nope'" in err
-    events, statuses, _ = run_stream(setup, ["gst:videotestsrc ! nosuchelement", setup["video"]], window=64, hop=64)
-    assert statuses[0]["status"] == "error" and "missing GStreamer element: nosuchelement" in statuses[0]["error"]
+    with pytest.raises(StreamError, match="missing GStreamer element: nosuchelement"):    # before anything starts
+        StreamRunner(str(setup["model"]), ["gst:videotestsrc ! nosuchelement", setup["video"]], "motion")
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 20)
+    events, statuses, _ = run_stream(setup, [str(corrupt), setup["video"]], window=64, hop=64)
+    assert statuses[0]["status"] == "error" and str(corrupt) in statuses[0]["error"]
     assert statuses[1]["status"] == "end" and events                          # the other stream runs on
 
 
@@ -232,45 +179,234 @@ def start_broker(port: int, folder) -> subprocess.Popen:
     return wait_for_port(port, broker, "mosquitto")
 
 
+def subscribe(port: int, topic: str, on_message):
+    """A client of the local broker, subscribed to ``topic`` (QoS 1) when this returns;
+    ``on_message(topic, payload)`` gets each message's topic and its JSON payload."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.on_message = lambda c, u, m: on_message(m.topic, json.loads(m.payload))
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    client.subscribe(topic, qos=1)
+    time.sleep(0.3)
+    return client
+
+
 def test_mqtt_events_reach_a_subscriber_across_a_broker_restart(setup, tmp_path):
-    mqtt = pytest.importorskip("paho.mqtt.client")
+    pytest.importorskip("paho.mqtt.client")
     from asl_edge.stream.sinks import MqttSink
 
     port = free_port()
     broker = start_broker(port, tmp_path)
     received = []
 
-    def subscribe():
-        """A subscriber that is subscribed when this returns."""
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        client.on_message = lambda c, u, m: received.append(json.loads(m.payload))
-        client.connect("127.0.0.1", port)
-        client.loop_start()
-        client.subscribe("asl/events", qos=1)[1]
-        time.sleep(0.2)
-        return client
-
     def wait_for(numbers, seconds):
         deadline = time.monotonic() + seconds
-        while not numbers <= {m["n"] for m in received} and time.monotonic() < deadline:
+        while not numbers <= {m["after"]["id"] for m in received} and time.monotonic() < deadline:
             time.sleep(0.05)
-        return {m["n"] for m in received}
+        return {m["after"]["id"] for m in received}
 
-    first = subscribe()
+    def event(n):
+        return {"type": "end", "id": n, "stream": "cam", "label": "jump", "label_id": 0, "start": 0.0, "end": 1.0,
+                "score": 0.5, "decided_at": 1.5, "latency_s": 0.5}
+
+    first = subscribe(port, "asl/events", lambda topic, payload: received.append(payload))
     sink = MqttSink(f"mqtt://127.0.0.1:{port}/asl/events", report=lambda message: None)
     clients = [first]
     try:
-        sink.send({"n": 1})
+        sink.send(event(1))
         assert wait_for({1}, 10) == {1}
         broker.terminate()
         broker.wait(timeout=10)
-        sink.send({"n": 2})                       # the broker is away: paho keeps it (QoS 1)
+        sink.send(event(2))                       # the broker is away: paho keeps it (QoS 1)
         broker = start_broker(port, tmp_path)
-        clients.append(subscribe())               # before the sink's first reconnect (>= 1 s)
-        sink.send({"n": 3})
+        clients.append(subscribe(port, "asl/events", lambda topic, payload: received.append(payload)))               # before the sink's first reconnect (>= 1 s)
+        sink.send(event(3))
         assert wait_for({1, 2, 3}, 20) == {1, 2, 3}
     finally:
         sink.close()
         for client in clients:
             client.loop_stop()
         broker.terminate()
+
+
+# ------------------------------------------------------------------------------ time base and faults
+
+
+def test_a_recording_with_missing_frames_gives_its_events_at_their_true_times(tmp_path):
+    """An NVR-style recording of demo scene 5 with 2.8 s of frames missing (the others keep their
+    timestamps): one reported gap, and every action outside it found where the script puts it,
+    streamed and offline alike (before the fix, everything after the gap came ~2.8 s early)."""
+    from video_media import make_scene_recording
+
+    from asl_edge.demo import BUNDLED_MODEL
+    from asl_edge.video.scene import make_script
+
+    gst_or_skip()
+    drop = (19.6, 22.4)                                            # between the jump and the wave of the script
+    path = make_scene_recording(tmp_path / "gap.mkv", seed=5, seconds=30, drop=drop)
+    truth = [a for a in make_script(5, 30).annotations() if a["segment"][1] < drop[0] or a["segment"][0] > drop[1]]
+    assert truth[-1]["label"] == "wave" and truth[-1]["segment"][0] > drop[1]
+
+    def assert_found(events):
+        for action in truth:
+            (start, end), hits = action["segment"], [e for e in events if e["label"] == action["label"]]
+            best = min(hits, key=lambda e: abs(e["start"] - start) + abs(e["end"] - end))
+            assert abs(best["start"] - start) < 0.5 and abs(best["end"] - end) < 0.5, (action, best)
+
+    runner = StreamRunner(str(BUNDLED_MODEL), [path], "motion", StreamOptions(hop=32, guard=16))
+    items = list(runner.events())
+    gaps = [i for i in items if i.get("status") == "gap"]
+    assert len(gaps) == 1 and gaps[0]["from_s"] == pytest.approx(drop[0], abs=0.1)
+    assert gaps[0]["to_s"] == pytest.approx(drop[1], abs=0.05)
+    assert runner.summary()["gaps"] == 1 and runner.summary()["gap_s"] == pytest.approx(2.8, abs=0.1)
+    assert_found([i for i in items if i.get("type") == "end" and i["score"] >= 0.3])
+
+    assert main(["extract-features", path, "--out", str(tmp_path / "f"), "--extractor", "motion",
+                 "--no-progress"]) == 0
+    entry = json.loads((tmp_path / "f" / "annotations.json").read_text())["database"]["gap"]
+    assert entry["duration"] == pytest.approx(30.0) and entry["gaps"] == [pytest.approx(list(drop), abs=0.05)]
+    offline = runner.backend.detect(np.load(tmp_path / "f" / "gap.npy"), fps=15.0)
+    assert_found([d for d in offline if d["score"] >= 0.3])
+
+
+def test_an_rtsp_server_paused_for_seconds_keeps_stream_time_on_the_senders_timestamps(setup):
+    """SIGSTOP on the server for 3.5 s: its live test source then sends the frames of the pause in
+    a burst, with their RTP timestamps. Stream time follows those (rtspsrc buffer-mode=none), so
+    there is no gap and no repaired timestamp, and stream time stays in step with the wall clock
+    (re-timing the burst by its arrival, as the jitter buffer's default does, put every later
+    frame ~3.5 s ahead through 'repaired' timestamps)."""
+    port = free_port()
+    server = start_rtsp_server(port)
+    runner = StreamRunner(str(setup["model"]), [f"rtsp://127.0.0.1:{port}/test"], "motion",
+                          StreamOptions(window=8, hop=4, frame_timeout=10.0))
+    items = []
+    reader = threading.Thread(target=lambda: items.extend(runner.events()), daemon=True)
+    reader.start()
+
+    def frames_at_least(count, seconds=20):
+        deadline = time.monotonic() + seconds
+        while runner.stats()["frames"] < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return runner.stats()["frames"]
+
+    try:
+        frames_at_least(30)
+        lag_before = time.monotonic() - runner.streams[0].seconds       # wall clock minus stream time
+        server.send_signal(signal.SIGSTOP)
+        time.sleep(3.5)
+        server.send_signal(signal.SIGCONT)
+        frames = frames_at_least(runner.stats()["frames"] + 30)
+        time.sleep(3)                                  # the burst of late frames is read by now
+        lag_after = time.monotonic() - runner.streams[0].seconds
+    finally:
+        runner.stop()
+        reader.join(timeout=30)
+        server.kill()
+    assert not [i for i in items if i.get("status") == "gap"]
+    assert frames >= 60 and abs(lag_after - lag_before) < 1.5      # stream time went on through the pause (3.5 s)
+    assert runner.summary()["streams"][0]["source_repaired_pts"] == 0
+
+
+def _runner(setup, source="test://ball?fps=30&width=64&height=48", **options):
+    return StreamRunner(str(setup["model"]), [source], "motion", StreamOptions(window=8, hop=4, **options))
+
+
+def _threads():
+    return {t.name for t in threading.enumerate() if t.name.startswith("asl-")}
+
+
+@pytest.mark.parametrize("leave", ["break", "close", "exception"])
+def test_every_way_out_of_the_iteration_stops_threads_and_pipelines_within_a_second(setup, leave):
+    runner = _runner(setup)
+    iterator = runner.events()
+    for item in iterator:
+        if runner.stats()["features"] >= 3:
+            break
+    started = time.monotonic()
+    if leave == "close":
+        iterator.close()
+    elif leave == "exception":
+        with pytest.raises(RuntimeError):
+            iterator.throw(RuntimeError("the consumer failed"))
+    else:
+        del iterator                                 # a for loop left by break drops its generator
+    assert time.monotonic() - started < 1.5
+    deadline = time.monotonic() + 1.5
+    while _threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _threads() and all(source is None or source._handoff.closed for source in runner._sources)
+
+
+def test_stop_flushes_and_ends_the_iteration(setup):
+    runner = _runner(setup)
+    seen = []
+    for item in runner.events():
+        seen.append(item)
+        if runner.stats()["features"] >= 6 and not runner._stop.is_set():
+            runner.stop()
+    assert seen[-1]["status"] == "end" and runner.summary()["stopped_early"]
+    time.sleep(0.2)
+    assert not _threads()
+
+
+def test_a_failing_extractor_stops_the_run_with_its_error(setup):
+    runner = _runner(setup)
+
+    def broken(clips):
+        raise ValueError("the extractor broke")
+
+    runner.extractor._extract = broken
+    started = time.monotonic()
+    with pytest.raises(StreamError, match="the stream stopped: ValueError: the extractor broke"):
+        list(runner.events())
+    assert time.monotonic() - started < 10
+    deadline = time.monotonic() + 1.5
+    while _threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _threads()
+
+
+def test_a_slow_event_consumer_holds_up_the_runtime_instead_of_an_unbounded_queue(setup, monkeypatch):
+    from asl_edge.stream import engine
+
+    monkeypatch.setattr(engine, "OUT_QUEUE", 4)
+    runner = StreamRunner(str(setup["model"]), [setup["video"]], "motion",
+                          StreamOptions(window=8, hop=1, guard=0, min_score=0.0))
+    depth = []
+    for item in runner.events():
+        depth.append(runner._out.qsize())
+        time.sleep(0.01)
+    assert max(depth) <= 4 and runner.summary()["events"] > 8
+
+
+def test_stats_say_what_each_stage_costs_and_how_far_behind_a_live_source_is(setup):
+    runner = StreamRunner(str(setup["model"]), ["test://ball?fps=30&width=64&height=48&frames=90"], "motion",
+                          StreamOptions(window=8, hop=2, guard=1))
+    items = list(runner.events())
+    stats = runner.summary()
+    # decode is the decoder's CPU time per frame, not the 33 ms wait between a live source's frames
+    assert stats["stages"]["decode"]["count"] > 50 and stats["stages"]["decode"]["p50_ms"] < 20
+    assert stats["stages"]["read"]["count"] > 30
+    assert stats["decision_latency_wall"]["count"] == stats["decision_latency"]["count"] == stats["alerts"]
+    events = [i for i in items if i.get("type") == "end"]
+    assert stats["alerts"] == sum(e["score"] >= stats["alert_score"] for e in events) and stats["events"] == len(events)
+    assert all(e["latency_wall_s"] >= 0 for e in events)
+
+    slow = StreamRunner(str(setup["model"]), ["test://ball?fps=120&width=64&height=48&frames=480"], "motion",
+                        StreamOptions(window=8, hop=1, queue_size=2))
+    detect = slow.backend.detect_batch
+    slow.backend.detect_batch = lambda *a, **k: time.sleep(0.1) or detect(*a, **k)
+    behind = [i for i in slow.events() if i.get("status") == "behind"]
+    assert behind and "falling behind the live source" in behind[0]["error"]
+    assert sum(b["dropped_frames"] for b in behind) <= slow.summary()["dropped_frames"]
+
+
+def test_doubtful_settings_are_warned_about(setup, tmp_path):
+    assert any("shorter than the longest actions" in w for w in _runner(setup).warnings)   # window 8 < 16
+    native = small_config(input_dim=112, feat_stride=4, num_frames=8, default_fps=None, extractor="motion")
+    save_checkpoint(build_model(native), native, tmp_path / "native.pt")
+    runner = StreamRunner(str(tmp_path / "native.pt"), [setup["video"]], "motion", StreamOptions(window=64))
+    assert any("each video's own frame rate" in w for w in runner.warnings)
+    assert not StreamRunner(str(setup["model"]), [setup["video"]], "motion", StreamOptions(window=64)).warnings

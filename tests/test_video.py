@@ -28,7 +28,11 @@ def test_uris_parse_into_source_kinds():
     assert parse_uri("test://ball").live and not parse_uri("a.mp4").live
     for bad, message in [("ftp://x/y", "unknown scheme 'ftp'"), ("test://ball?fps=0", "positive"),
                          ("test://ball?size=3", "unknown option"), ("csi://left", "sensor number"),
-                         ("gst:", "pipeline description")]:
+                         ("gst:", "pipeline description"),
+                         ("v4l2://dev/video0", "three slashes, e.g. v4l2:///dev/video0"),
+                         ("file://relative/clip.mp4", "give a relative path as it is: relative/clip.mp4"),
+                         ("rtsp://", "needs a host"), ("rtsp:///live", "needs a host"),
+                         ("rtsp://cam:port/live", "the port is not a number")]:
         with pytest.raises(VideoError, match=message):
             parse_uri(bad)
 
@@ -54,7 +58,7 @@ def test_pipeline_strings_of_every_preset(preset):
     rtsp = build_pipeline(parse_uri("rtsp://h/s"), g, preset, latency_ms=50, tcp=False)
     test = build_pipeline(parse_uri("test://ball?fps=30"), None, preset, realtime=True)
     assert file_.startswith('filesrc location="/v/a b.mp4" ! ')
-    assert "rtspsrc location=\"rtsp://h/s\" latency=50 !" in rtsp and "protocols" not in rtsp
+    assert "rtspsrc location=\"rtsp://h/s\" latency=50 buffer-mode=none !" in rtsp and "protocols" not in rtsp
     assert "videotestsrc pattern=ball is-live=true ! video/x-raw,width=320,height=240,framerate=30/1" in test
     assert "drop=true sync=true" in test and "drop=false sync=false" in file_
     expected = {
@@ -97,6 +101,27 @@ def test_resampling_by_timestamp():
     rs = Resampler(10.0, max_gap_s=0.5)                      # a 2 s gap is not filled with copies
     got = [t for p in (0.0, 0.1, 2.1, 2.2) for t, _ in rs.push(p, p)] + [t for t, _ in rs.finish()]
     assert got == pytest.approx([0.0, 0.1, 2.1, 2.2]) and rs.counts.gap_ticks == 19
+    assert rs.gaps == [pytest.approx((0.2, 2.1))]               # recorded: from the end of the frame before
+
+
+def test_a_filled_gap_keeps_every_later_tick_at_its_time():
+    rs = Resampler(10.0, max_gap_s=0.5, fill_gaps=True)
+    out = [pair for p in (0.0, 0.1, 2.1, 2.2) for pair in rs.push(p, p)] + list(rs.finish())
+    assert [t for t, _ in out] == pytest.approx([k / 10 for k in range(23)])     # 2.3 s: 23 ticks, none left out
+    # each tick shows the nearest frame: the one before the gap up to its middle, the one after from there
+    assert [item for _, item in out] == [0.0] + [0.1] * 10 + [2.1] * 11 + [2.2]
+    assert rs.gaps == [pytest.approx((0.2, 2.1))] and rs.counts.gap_ticks == 0
+
+
+def test_a_container_rounding_its_timestamps_gives_no_extra_frame():
+    # Matroska stores milliseconds: 600 frames at 30 fps end at 19.967 s + 0.033333 s = 20.0003 s
+    for fps_out, ticks in ((15.0, 300), (30.0, 600), (60.0, 1200)):
+        rs = Resampler(fps_out)
+        out = [pair for i in range(600) for pair in rs.push(round(i / 30, 3), i)] + list(rs.finish(0.033333333))
+        assert len(out) == ticks, fps_out
+    rs = Resampler(30.0)                                       # slower input: the last frame fills its span
+    out = [pair for i in range(200) for pair in rs.push(i / 10, i)] + list(rs.finish(0.1))
+    assert len(out) == 600
 
 
 # ----------------------------------------------------------------------------------- GStreamer
@@ -224,3 +249,56 @@ def test_an_error_mid_stream_keeps_the_frames_already_delivered():
         for frame in source:
             delivered.append(frame)
     assert len(delivered) == 9 and "after 9 frames" in str(info.value)
+
+
+def test_a_missing_file_given_as_a_uri_names_its_path(tmp_path):
+    gst_or_skip()
+    with pytest.raises(VideoError, match=f"file://{tmp_path}/gone.mp4 \\({tmp_path}/gone.mp4\\): video file not found"):
+        open_source(f"file://{tmp_path}/gone.mp4")
+
+
+def test_an_audio_only_file_says_it_has_no_video_stream(tmp_path):
+    gst_or_skip()
+    from video_media import run_pipeline
+
+    audio = tmp_path / "talk.ogg"
+    run_pipeline(f"audiotestsrc num-buffers=20 ! audioconvert ! vorbisenc ! oggmux ! filesink location={audio}")
+    with pytest.raises(VideoError, match="no video stream in the input"):
+        open_source(str(audio))
+
+
+def test_a_lossless_reader_gets_every_frame_of_a_live_test_source():
+    gst_or_skip()
+    with open_source("test://ball?fps=200&width=32&height=24&frames=100", queue_size=2, lossless=True) as source:
+        delivered = []
+        for frame in source:
+            delivered.append(frame.pts_s)
+            time.sleep(0.01)                              # slower than the source's 200 frames/s
+    assert len(delivered) == 100 and source.stats.dropped_queue == 0
+    assert np.diff(delivered) == pytest.approx(np.full(99, 1 / 200), abs=1e-6)    # timestamps as produced
+    with pytest.raises(VideoError, match="cannot wait for a reader that is slower than it"):
+        open_source("rtsp://127.0.0.1:9/x", lossless=True)
+
+
+def test_native_rate_resampling_fills_a_gap_and_measures_costs(tmp_path):
+    gst_or_skip()
+    from video_media import make_scene_recording
+
+    path = make_scene_recording(tmp_path / "gap.mkv", seed=2, seconds=6, drop=(2.0, 3.5), fps=10)
+    with open_source(path, geometry=Geometry(64, 48), fps="native", fill_gaps=True) as source:
+        frames = list(source)
+        costs = source.take_costs()
+    assert len(frames) == 60 and source.native_fps == 10                    # 6 s at 10 fps, the gap filled
+    assert [f.pts_s for f in frames] == pytest.approx([k / 10 for k in range(60)])
+    assert source.gaps == [pytest.approx((2.0, 3.5), abs=1e-3)] and source.stats.gaps == 1
+    assert len(costs["decode"]) >= 40 and len(costs["read"]) == 45                # 45 frames decoded
+    assert 0 <= max(costs["decode"]) < 1.0
+
+
+@pytest.mark.parametrize("kind", ["mkv-h264", "webm-vp8"])
+def test_a_container_with_millisecond_timestamps_gives_no_extra_frame(tmp_path, kind):
+    gst_or_skip()
+    path = make_video(tmp_path / "clip", kind, frames=60, fps=30, width=64, height=48)   # 2 s, ends at 2.0003 s
+    for fps, count in ((15.0, 30), (30.0, 60)):
+        with open_source(path, fps=fps) as source:
+            assert len(list(source)) == count, fps

@@ -80,6 +80,20 @@ def test_the_timeline_and_the_caption():
     assert caption(1.0, events) == "1.0 s"
 
 
+def test_a_provisional_event_is_drawn_as_an_outline_with_a_question_mark():
+    rgb = np.zeros((240, 320, 3), np.uint8)
+    provisional = {"label": "run", "label_id": 1, "start": 2.0, "end": 5.0, "score": 0.6, "final": False}
+    frame = draw_timeline(rgb, 4.2, [provisional])
+    column = round((3.0 - 4.2 + PAST_S) * 320 / (PAST_S + AHEAD_S))
+    strip = frame[240 - 20:, column]
+    assert tuple(strip[1]) == label_colour(1) and tuple(strip[-2]) == label_colour(1)       # top and bottom edges
+    assert tuple(strip[10]) == BACKGROUND                                                    # hollow inside
+    edge = {**provisional, "start": 20.0, "end": 21.0}                                  # beyond the strip
+    assert np.array_equal(draw_timeline(rgb, 4.2, [edge]), draw_timeline(rgb, 4.2, []))
+    assert '<span foreground="#' in caption(4.2, [provisional]) and 'style="italic">run? 0.60' in caption(
+        4.2, [provisional])
+
+
 # ----------------------------------------------------------------------------------- GStreamer
 
 
@@ -112,13 +126,14 @@ def strip_error(rgb, expected):
 
 
 def test_an_annotated_mp4_decodes_back_with_the_events_drawn_where_they_are(setup, tmp_path, capsys):
+    # one window over the whole video: every event is final when the first frame is drawn
     path = tmp_path / "annotated.mp4"
-    assert main(["stream", "--model", str(setup["model"]), "--source", setup["video"], "--window", "12", "--hop",
-                 "4", "--guard", "3", "--min-score", "0.05", "--out", str(tmp_path / "events.jsonl"),
+    assert main(["stream", "--model", str(setup["model"]), "--source", setup["video"], "--window", "64", "--hop",
+                 "64", "--guard", "3", "--min-score", "0.05", "--out", str(tmp_path / "events.jsonl"),
                  "--video-out", str(path)]) == 0
     assert f"video: writing {path} (h264)" in capsys.readouterr().err
     items = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
-    events = [i for i in items if "status" not in i]
+    events = [i for i in items if i.get("type") == "end"]
     done = [i for i in items if i.get("status") == "video_out" and i["state"] == "done"]
     assert events and done and done[0]["frames"] == 150 and done[0]["dropped"] == 0
     frames = decode(path)
@@ -169,7 +184,7 @@ def test_a_failing_video_sink_is_reported_and_detection_goes_on(setup, tmp_path)
     assert [key(e) for e in events] == [key(e) for e in baseline] and events
     failures = [s for s in statuses if s["status"] == "video_out"]
     assert len(failures) == 1 and failures[0]["state"] == "failed" and str(path) in failures[0]["error"]
-    assert statuses[-1]["status"] == "end"
+    assert [s["status"] for s in statuses if s["status"] != "video_out"] == ["end"]
     video = runner.summary()["streams"][0]["video_out"]
     assert video["frames"] == 0 and video["dropped"] == 150 and "Could not open" in video["error"]
     assert not path.exists()

@@ -87,3 +87,31 @@ def start_rtsp_server(port: int) -> subprocess.Popen:
     server = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "rtsp_server.py"), str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return wait_for_port(port, server, "the RTSP test server (gir1.2-gst-rtsp-server-1.0)")
+
+
+def make_scene_recording(path, seed: int, seconds: float, drop=None, fps: int = 30) -> str:
+    """The demo scene ``seed`` rendered into a Matroska file (MJPEG, every frame a key frame), as
+    an NVR records it: with ``drop=(a, b)`` the frames from ``a`` to ``b`` seconds are missing and
+    the others keep their timestamps. Returns the file's path."""
+    from asl_edge.video import parse_uri
+    from asl_edge.video.scene import animate, scene_description
+
+    Gst = gst_or_skip()
+    spec = parse_uri(f"test://demo?seed={seed}&seconds={seconds:g}&fps={fps}&live=0")
+    path = str(path)
+    pipeline = Gst.parse_launch(f"{scene_description(spec)} ! videoconvert ! jpegenc name=encoder ! matroskamux ! "
+                                f"filesink location={path}")
+    animate(pipeline, spec)
+
+    def leave_out(pad, info):
+        pts = info.get_buffer().pts / Gst.SECOND
+        return Gst.PadProbeReturn.DROP if drop and drop[0] <= pts < drop[1] else Gst.PadProbeReturn.OK
+
+    if drop:
+        pipeline.get_by_name("encoder").get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, leave_out)
+    pipeline.set_state(Gst.State.PLAYING)
+    message = pipeline.get_bus().timed_pop_filtered(120 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+    pipeline.set_state(Gst.State.NULL)
+    if message is None or message.type == Gst.MessageType.ERROR:
+        raise RuntimeError(f"the scene recording failed: {message.parse_error()[0].message if message else 'timeout'}")
+    return path

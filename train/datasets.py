@@ -26,15 +26,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from asl_edge.config import Config
-from asl_edge.model import input_channels
-from asl_edge.localizer import FeatureError, check_features, network_grid_features
+from asl_edge.config import Config, problems_message
+from asl_edge.model import config_problems, input_channels
+from asl_edge.localizer import FeatureError, check_features, float32_features, network_grid_features
 from asl_edge.postprocess.timebase import positive_number, resolve_fps, seconds_to_grid
 
 from .evaluation import _subset_key
 
 __all__ = [
     "DatasetError",
+    "data_setting_problems",
     "read_features",
     "VideoRecord",
     "load_records",
@@ -95,10 +96,29 @@ def _read_array(path: Path, video_id: Optional[str]) -> np.ndarray:
         raise _Problem(f"feature file {path}: features must be 2-D (T, C), got shape {array.shape}")
     if array.size == 0:
         raise _Problem(f"feature file {path}: features are empty, shape {array.shape}")
+    if array.dtype == np.float64:
+        try:
+            float32_features(torch.from_numpy(np.ascontiguousarray(array)))
+        except FeatureError as err:
+            raise _Problem(f"feature file {path}: {err}") from None
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
+# the first bytes of every .npy file and of every .npz (zip) archive
+NUMPY_MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK"}
+
+
 def _read_numpy(path: Path) -> np.ndarray:
+    magic = NUMPY_MAGIC[path.suffix.lower()]
+    try:
+        with open(path, "rb") as fd:
+            start = fd.read(len(magic))
+    except OSError as exc:
+        raise _Problem(f"feature file {path}: cannot read it ({exc.strerror})") from None
+    if start != magic:
+        kind = "a NumPy .npy array" if path.suffix.lower() == ".npy" else "a NumPy .npz archive"
+        raise _Problem(f"feature file {path}: cannot read it: it is not {kind} (it does not start with "
+                       "NumPy's signature; pickles and text are not read)")
     try:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
@@ -110,6 +130,9 @@ def _read_numpy(path: Path) -> np.ndarray:
             if len(keys) == 1:
                 return loaded[keys[0]]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        if "allow_pickle" in str(exc):        # numpy's advice to unpickle must not be followed here
+            raise _Problem(f"feature file {path}: cannot read it: it holds pickled Python objects, which "
+                           "asl-edge never loads; save the features as a numeric (T, C) array") from None
         raise _Problem(f"feature file {path}: cannot read it as a NumPy array ({exc})") from None
     raise _Problem(f"feature file {path}: holds arrays {keys}; name the features 'feats'")
 
@@ -161,13 +184,15 @@ class VideoRecord:
 
 
 def load_records(config: Config, splits: Union[str, Sequence[str]], require_actions: bool = False,
-                 skip_invalid: bool = False) -> Tuple[List[VideoRecord], List[str]]:
+                 skip_invalid: bool = False, check_files: bool = False) -> Tuple[List[VideoRecord], List[str]]:
     """Videos of ``splits`` in ``dataset.json_file``, in file order, and the skip messages.
 
     ``splits`` match each video's ``subset`` case-insensitively (test/testing, val/validation,
     train/training alike). ``require_actions`` leaves out videos without annotations.
-    ``skip_invalid`` leaves out videos with a problem (also reading their features once to check
-    shape and values) instead of raising; each skip adds ``"<video>: <reason>"``.
+    ``check_files`` (always on with ``skip_invalid``) reads every feature file once and checks
+    its shape, dtype and values against the model. Without ``skip_invalid`` a problem is a
+    DatasetError listing every video with one; with it those videos are left out and each adds
+    ``"<video>: <reason>"`` to the skip messages.
     """
     d = config.dataset
     if d.json_file is None:
@@ -184,6 +209,7 @@ def load_records(config: Config, splits: Union[str, Sequence[str]], require_acti
     database = _read_database(json_path)
     channels = input_channels(config)
     records: List[VideoRecord] = []
+    problems: List[str] = []
     skipped: List[str] = []
     in_splits = 0
     for video_id, entry in database.items():
@@ -197,17 +223,18 @@ def load_records(config: Config, splits: Union[str, Sequence[str]], require_acti
                 continue
             in_splits += 1
             record = _parse_video(video_id, entry, json_path, folder, config)
-            if skip_invalid:
+            if check_files or skip_invalid:
                 _checked_features(record.feature_path, video_id, channels)
         except _Problem as problem:
-            if not skip_invalid:
-                raise _video_error(video_id, problem) from None
+            problems.append(str(_video_error(video_id, problem)))
             skipped.append(f"{video_id}: {problem}")
             continue
         if require_actions and len(record.labels) == 0:
             skipped.append(f"{video_id}: no annotated action in {json_path}")
             continue
         records.append(record)
+    if problems and not skip_invalid:
+        raise DatasetError(problems_message(f"the {in_splits} videos of {splits}", problems))
     if in_splits == 0:
         raise DatasetError(f"annotation file {json_path}: no video has subset in {splits}")
     if not records:
@@ -323,16 +350,19 @@ class ActionDataset(torch.utils.data.Dataset):
 
     ``dataset[i]`` or ``dataset[(i, seed)]``: the seed (0 for a plain index) drives the random
     crop of a training item through a local generator, so a key always gives the same sample.
-    Training drops videos without actions and crops as ActionFormer does.
+    Training drops videos without actions and crops as ActionFormer does. ``skip_invalid`` and
+    ``check_files`` are :func:`load_records`'s.
     """
 
     def __init__(self, config: Config, splits: Union[str, Sequence[str]], training: bool,
-                 skip_invalid: bool = False):
-        _check_settings(config)
+                 skip_invalid: bool = False, check_files: bool = False):
+        problems = config_problems(config) + data_setting_problems(config)
+        if problems:
+            raise DatasetError(problems_message("the config", problems))
         self.config = config
         self.training = training
         self.records, self.skipped = load_records(config, splits, require_actions=training,
-                                                  skip_invalid=skip_invalid)
+                                                  skip_invalid=skip_invalid, check_files=check_files)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -375,26 +405,47 @@ class ActionDataset(torch.utils.data.Dataset):
         if window >= length:
             return feats, segments, labels
         seg_len = segments[:, 1] - segments[:, 0]                              # (N,)
+        cut = self._right_cut(segments, window, length, generator)
         for _ in range(CROP_TRIES):
-            start = int(torch.randint(0, length - window + 1, (1,), generator=generator))
+            start = cut if cut is not None else int(torch.randint(0, length - window + 1, (1,), generator=generator))
             left = segments[:, 0].clamp(min=start - offset)                  # (N,)
             right = segments[:, 1].clamp(max=start + window + offset)        # (N,)
-            keep = (right - left).clamp(min=0) / seg_len >= d.trunc_thresh   # (N,)
+            visible = (right - left).clamp(min=0) / seg_len                  # (N,)
+            keep = visible >= d.trunc_thresh
+            if cut is not None:                                               # the action cut by the end stays
+                keep |= (segments[:, 1] > start + window + offset) & (visible >= d.right_cut_min)
             if keep.any() or len(segments) == 0:
                 break
         clipped = torch.stack([left[keep], right[keep]], dim=1) - start      # (K, 2)
         return feats[:, start:start + window].contiguous(), clipped, labels[keep]
 
+    def _right_cut(self, segments: Tensor, window: int, length: int, generator: torch.Generator) -> Optional[int]:
+        """With probability ``right_cut_prob``, the start of a crop whose end falls inside a random
+        action, at a uniform share of it from ``right_cut_min`` to all of it; None otherwise."""
+        d = self.config.dataset
+        inside = torch.nonzero(segments[:, 0] < length).flatten() if len(segments) else segments.new_zeros(0)
+        if len(inside) == 0 or d.right_cut_prob <= 0 or float(torch.rand(1, generator=generator)) >= d.right_cut_prob:
+            return None
+        k = int(inside[int(torch.randint(0, len(inside), (1,), generator=generator))])
+        share = d.right_cut_min + (1 - d.right_cut_min) * float(torch.rand(1, generator=generator))
+        end = float(segments[k, 0] + share * (segments[k, 1] - segments[k, 0]))
+        return min(max(0, round(end) - window), length - window)
 
-def _check_settings(config: Config) -> None:
+
+def data_setting_problems(config: Config) -> List[str]:
+    """Problems of the settings that only training data uses (crops); the network's and the
+    feature grid's are :func:`asl_edge.model.config_problems`."""
     d = config.dataset
-    if d.downsample_rate < 1:
-        raise DatasetError(f"dataset.downsample_rate must be >= 1, got {d.downsample_rate}")
-    if d.max_seq_len < 1:
-        raise DatasetError(f"dataset.max_seq_len must be >= 1, got {d.max_seq_len}")
+    problems = []
     ratio = d.crop_ratio
     if ratio is not None and not (len(ratio) == 2 and 0 <= ratio[0] <= ratio[1]):
-        raise DatasetError(f"dataset.crop_ratio must be [low, high] with 0 <= low <= high, got {ratio}")
+        problems.append(f"dataset.crop_ratio must be [low, high] with 0 <= low <= high, got {ratio}")
+    if not 0 <= d.trunc_thresh <= 1:
+        problems.append(f"dataset.trunc_thresh must be in [0, 1], got {d.trunc_thresh}")
+    if not (0 <= d.right_cut_prob <= 1 and 0 < d.right_cut_min <= 1):
+        problems.append(f"dataset.right_cut_prob must be in [0, 1] and right_cut_min in (0, 1], got "
+                        f"{d.right_cut_prob} and {d.right_cut_min}")
+    return problems
 
 
 # ----------------------------------------------------------------------------------- batching
@@ -442,22 +493,38 @@ class TrainSampler(torch.utils.data.Sampler):
 
     Both come from a generator seeded by ``(seed, epoch)`` alone, so any epoch's order and crops
     are reproducible without replaying the earlier epochs (exact resume).
+
+    Distributed (``world_size`` > 1): the permutation is cut into global batches of
+    ``global_batch`` items (an incomplete last one is dropped) and process ``rank`` takes its
+    ``global_batch / world_size`` consecutive items of each, so that the processes together see
+    the items, crops and batches one process sees at the same global batch.
     """
 
-    def __init__(self, num_items: int, seed: int):
+    def __init__(self, num_items: int, seed: int, rank: int = 0, world_size: int = 1, global_batch: int = 1):
+        if world_size > 1 and (global_batch % world_size or not 0 <= rank < world_size):
+            raise ValueError(f"rank {rank} of {world_size} processes cannot share global batches of {global_batch}")
         self.num_items = num_items
         self.seed = seed
+        self.rank, self.world_size, self.global_batch = rank, world_size, global_batch
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.num_items
+        if self.world_size == 1:
+            return self.num_items
+        return self.num_items // self.global_batch * (self.global_batch // self.world_size)
 
     def __iter__(self) -> Iterator[Tuple[int, int]]:
         state = np.random.SeedSequence([self.seed % 2**64, self.epoch % 2**64]).generate_state(1, np.uint64)
         generator = torch.Generator().manual_seed(int(state[0]))
         order = torch.randperm(self.num_items, generator=generator)
         seeds = torch.randint(0, 2**62, (self.num_items,), generator=generator)
-        return iter(zip(order.tolist(), seeds.tolist()))
+        items = list(zip(order.tolist(), seeds.tolist()))
+        if self.world_size == 1:
+            return iter(items)
+        share = self.global_batch // self.world_size
+        first = self.rank * share
+        return iter([item for start in range(0, len(items) - self.global_batch + 1, self.global_batch)
+                     for item in items[start + first:start + first + share]])

@@ -27,7 +27,7 @@ import numpy as np
 from ..config import config_from_dict, config_to_dict, load_config, merge_dicts, save_config
 from ..demo import BUNDLED_MODEL
 from ..features import load_extractor
-from ..features.extract import extract_video, scene_annotations, write_config_fragment
+from ..features.extract import extract_video, scene_annotations, source_id, write_config_fragment
 from ..outputs import atomic_output, write_json
 from ..video.scene import SCENE_CLASSES
 from .synthetic import CPU_TRAIN_CONFIG
@@ -39,7 +39,9 @@ VAL_SEEDS = 2000
 DEMO_CONFIG: Dict = {
     "dataset": {"feat_stride": 4, "num_frames": 8, "default_fps": 15, "max_seq_len": 128, "input_dim": 112,
                 "num_classes": len(SCENE_CLASSES), "class_names": list(SCENE_CLASSES), "extractor": "motion",
-                "trunc_thresh": 0.5, "crop_ratio": [0.9, 1.0], "file_prefix": None, "file_ext": ".npy"},
+                "trunc_thresh": 0.5, "crop_ratio": [0.9, 1.0], "file_prefix": None, "file_ext": ".npy",
+                # half the crops end inside an action: the model learns to speak early in live use
+                "right_cut_prob": 0.5, "right_cut_min": 0.25},
     "opt": {"learning_rate": 0.001, "epochs": 40, "warmup_epochs": 3, "weight_decay": 0.05},
     "loader": {"batch_size": 8, "num_workers": 0},
     "train_cfg": {"eval_interval": 10},
@@ -66,7 +68,7 @@ def make_features(out: Path, train_scenes: int, val_scenes: int, seconds: float)
     start = time.perf_counter()
     for n, (seed, subset) in enumerate(seeds, 1):
         uri = scene_uri(seed, seconds)
-        target = folder / f"demo_seed{seed}.npy"
+        target = folder / f"{source_id(uri)}.npy"
         if not target.is_file():
             features, _ = extract_video(uri, extractor, extractor.clip.fps)
             with atomic_output(target) as tmp:

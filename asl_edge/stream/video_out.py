@@ -3,12 +3,13 @@
 The source's display branch (:func:`asl_edge.video.pipeline.display_chain`) gives frames at the
 display size with the source's timestamps; the reader puts them on the stream's time base and
 :meth:`VideoOut.add` holds them. Events are final only some time after their frames went by, so a
-frame waits until no event that is not final yet can still cover its time (the *settled* time
-the engine passes to :meth:`VideoOut.decided`: about one window behind the newest frame), or
-until the buffer is full (``max_frames`` frames or ``max_bytes``; the oldest then go out early,
-drawn with what is known). Each frame going out gets a timeline strip along its bottom (a bar per
-final event in its label's colour, the playhead at the frame's time) and, through
-``textoverlay``, the stream time and the labels of the events covering it; then ``appsrc`` ->
+frame waits until the engine has seen past it by its guard and hop (the *settled* time it passes
+to :meth:`VideoOut.decided`), or until the buffer is full (``max_frames`` frames or ``max_bytes``;
+the oldest then go out early), and is drawn with what is known then: final events, and the
+provisional ones (not final yet) as provisional. Each frame going out gets a timeline strip along
+its bottom (a bar per event in its label's colour, an outline for a provisional one, the playhead
+at the frame's time) and, through ``textoverlay``, the stream time and the labels of the events
+covering it (a provisional one with a question mark); then ``appsrc`` ->
 x264 or VP8 -> MP4 (fragmented, so an endless stream keeps a bounded index and a killed run
 leaves a playable file), WebM or Matroska -> the file, with the stream time as PTS.
 
@@ -94,7 +95,7 @@ def label_colour(label_id: int) -> Tuple[int, int, int]:
 def draw_timeline(rgb: np.ndarray, t: float, events: Sequence[Dict]) -> np.ndarray:
     """A copy of ``rgb`` with the timeline strip along its bottom: ``PAST_S`` seconds before the
     playhead (a white line at ``t``) and ``AHEAD_S`` after, a bar per event in its label's colour
-    (higher scores drawn over lower)."""
+    (higher scores drawn over lower; an event whose ``final`` is False as an outline)."""
     frame = rgb.copy()
     height, width = frame.shape[:2]
     strip = frame[height - max(6, height // 12):]
@@ -102,7 +103,14 @@ def draw_timeline(rgb: np.ndarray, t: float, events: Sequence[Dict]) -> np.ndarr
     scale = width / (PAST_S + AHEAD_S)
     for event in sorted(events, key=lambda e: e["score"]):
         x0, x1 = (min(width, max(0, round((s - t + PAST_S) * scale))) for s in (event["start"], event["end"]))
-        strip[1:-1, x0:x1] = label_colour(event["label_id"])
+        if x1 <= x0:
+            continue
+        colour = label_colour(event["label_id"])
+        if event.get("final", True):
+            strip[1:-1, x0:x1] = colour
+        else:
+            strip[[1, -2], x0:x1] = colour
+            strip[1:-1, [x0, x1 - 1]] = colour
     playhead = round(PAST_S * scale)
     strip[:, playhead - 1:playhead + 1] = 255
     return frame
@@ -110,10 +118,12 @@ def draw_timeline(rgb: np.ndarray, t: float, events: Sequence[Dict]) -> np.ndarr
 
 def caption(t: float, events: Sequence[Dict]) -> str:
     """Pango markup: the stream time and the label and score of each event covering ``t``, best
-    first, in its label's colour."""
+    first, in its label's colour (a provisional one in italics, with a question mark)."""
     active = sorted((e for e in events if e["start"] <= t < e["end"]), key=lambda e: -e["score"])
-    labels = "".join("  <span foreground=\"#%02x%02x%02x\">" % label_colour(e["label_id"])
-                     + f"{html.escape(str(e['label']))} {e['score']:.2f}</span>" for e in active)
+    labels = "".join("  <span foreground=\"#%02x%02x%02x\"" % label_colour(e["label_id"])
+                     + ("" if e.get("final", True) else " style=\"italic\"")
+                     + f">{html.escape(str(e['label']))}{'' if e.get('final', True) else '?'} {e['score']:.2f}</span>"
+                     for e in active)
     return f"{t:.1f} s{labels}"
 
 
@@ -133,6 +143,7 @@ class VideoOut:
         self.error: Optional[str] = None
         self._held: Deque[Tuple[float, np.ndarray]] = collections.deque()
         self._events: List[Dict] = []
+        self._provisional: List[Dict] = []
         self._settled = -math.inf
         self._closed = False
         self._lock = threading.Lock()       # held frames, events, settled time
@@ -161,11 +172,12 @@ class VideoOut:
             oldest = self._held[0][0] if self._held else self._last_t
             self._events = [e for e in self._events if e["end"] >= oldest - PAST_S]
 
-    def decided(self, events: Sequence[Dict], settled_s: float) -> None:
-        """The stream's newly final events, and the stream time before which no event that is
-        not final yet can still cover a frame."""
+    def decided(self, events: Sequence[Dict], settled_s: float, provisional: Sequence[Dict] = ()) -> None:
+        """The stream's newly final events, the provisional ones as they stand now (they replace
+        the last call's), and the stream time up to which frames may be drawn and written."""
         with self._lock:
             self._events.extend(events)
+            self._provisional = [{**e, "final": False} for e in provisional]
             self._settled = max(self._settled, settled_s)
 
     def close(self) -> None:
@@ -194,7 +206,8 @@ class VideoOut:
         ready = []
         while self._held and (self._held[0][0] <= until or len(self._held) > self.max_frames):
             t, rgb = self._held.popleft()
-            ready.append((t, rgb, [e for e in self._events if e["end"] >= t - PAST_S and e["start"] <= t + AHEAD_S]))
+            ready.append((t, rgb, [e for e in self._events + self._provisional
+                                   if e["end"] >= t - PAST_S and e["start"] <= t + AHEAD_S]))
         return ready
 
     def _write(self, ready: List[Tuple[float, np.ndarray, List[Dict]]], wait: bool) -> List:

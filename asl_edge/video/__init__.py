@@ -3,7 +3,8 @@ and raw GStreamer pipelines, yielding ``Frame(pts_s, rgb)`` scaled on the pipeli
 
 from .pipeline import PRESETS, Geometry, build_pipeline
 from .resample import Resampler
-from .source import Frame, SourceStats, VideoSource, auto_preset, gst, has_element, open_source, video_report
+from .source import (Frame, SourceStats, VideoSource, auto_preset, gst, has_element, open_source, plan_source,
+                     video_report)
 from .uri import SourceSpec, VideoError, parse_uri
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "gst",
     "has_element",
     "open_source",
+    "plan_source",
     "parse_uri",
     "video_report",
 ]

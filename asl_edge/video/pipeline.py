@@ -97,13 +97,15 @@ def quote(value: str) -> str:
 
 
 def source_chain(spec: SourceSpec, preset: str, latency_ms: int = 200, tcp: bool = True) -> str:
-    """Source and decoder part of the pipeline for ``spec`` under ``preset``."""
+    """Source and decoder part of the pipeline for ``spec`` under ``preset``. RTSP frames keep the
+    sender's RTP timestamps (``buffer-mode=none``): re-timed by their arrival, frames that come late
+    in a burst would run ahead of the real time of every later frame."""
     hw_decode = {"jetson": "parsebin ! nvv4l2decoder", "nvidia": "decodebin"}.get(preset, "decodebin")
     if spec.kind == "file":
         return f"filesrc location={quote(spec.location)} ! {hw_decode}"
     if spec.kind == "rtsp":
         protocols = " protocols=tcp" if tcp else ""
-        return f"rtspsrc location={quote(spec.location)} latency={int(latency_ms)}{protocols} ! {hw_decode}"
+        return f"rtspsrc location={quote(spec.location)} latency={int(latency_ms)} buffer-mode=none{protocols} ! {hw_decode}"
     if spec.kind == "v4l2":
         return f"v4l2src device={quote(spec.location)} ! decodebin"
     if spec.kind == "test" and spec.location == "demo":
@@ -112,7 +114,8 @@ def source_chain(spec: SourceSpec, preset: str, latency_ms: int = 200, tcp: bool
         p = spec.params
         frames = f" num-buffers={int(p['frames'])}" if "frames" in p else ""
         fps = fps_fraction(p["fps"])
-        return (f"videotestsrc pattern={spec.location} is-live=true{frames} ! "
+        live = "true" if spec.live else "false"
+        return (f"videotestsrc pattern={spec.location} is-live={live}{frames} ! "
                 f"video/x-raw,width={int(p['width'])},height={int(p['height'])},framerate={fps}")
     if spec.kind == "csi":
         if preset != "jetson":

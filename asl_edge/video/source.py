@@ -11,6 +11,7 @@ already decoded otherwise.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -18,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Deque, Dict, Iterator, List, Optional, Tuple
+from typing import Deque, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -93,8 +94,9 @@ class Frame:
 class SourceStats:
     """Counters of one source: frames the pipeline decoded, frames delivered to the reader,
     frames dropped (queue full on a live source, or by fps resampling) and duplicated (by
-    resampling), output ticks skipped inside gaps of the input, and timestamps repaired (missing,
-    or not after the previous frame's, as AVI files with B-frames have: previous + one interval)."""
+    resampling), gaps in the input's timestamps longer than the resampler's ``max_gap_s`` (their
+    count and seconds; output ticks left out inside them), and timestamps repaired (missing, or not
+    after the previous frame's, as AVI files with B-frames have: previous + one interval)."""
 
     decoded: int = 0
     delivered: int = 0
@@ -102,6 +104,8 @@ class SourceStats:
     dropped_resample: int = 0
     duplicated: int = 0
     gap_ticks: int = 0
+    gaps: int = 0
+    gap_s: float = 0.0
     repaired_pts: int = 0
 
     @property
@@ -111,7 +115,8 @@ class SourceStats:
     def as_dict(self) -> Dict[str, int]:
         return {"decoded": self.decoded, "delivered": self.delivered, "dropped": self.dropped,
                 "dropped_queue": self.dropped_queue, "dropped_resample": self.dropped_resample,
-                "duplicated": self.duplicated, "gap_ticks": self.gap_ticks, "repaired_pts": self.repaired_pts}
+                "duplicated": self.duplicated, "gap_ticks": self.gap_ticks, "gaps": self.gaps,
+                "gap_s": round(self.gap_s, 6), "repaired_pts": self.repaired_pts}
 
 
 @dataclass
@@ -129,25 +134,21 @@ class VideoSource:
     """An open video input; iterate it for :class:`Frame` objects, ``close()`` it (or use it as a
     context manager) when done. Made by :func:`open_source`."""
 
-    def __init__(self, uri: str, geometry: Optional[Geometry] = None, fps: Optional[float] = None,
+    def __init__(self, uri: str, geometry: Optional[Geometry] = None, fps: Union[None, float, str] = None,
                  realtime: bool = False, queue_size: int = 8, preset: str = "auto", latency_ms: int = 200,
                  tcp: bool = True, start_timeout_s: float = 10.0, frame_timeout_s: Optional[float] = None,
-                 display: Optional[Tuple[int, int]] = None):
+                 display: Optional[Tuple[int, int]] = None, max_gap_s: float = 1.0, fill_gaps: bool = False,
+                 lossless: bool = False, cancel: Optional[threading.Event] = None):
         self.uri = str(uri)
-        self.spec: SourceSpec = parse_uri(self.uri)
         self.geometry = geometry
         self.frame_timeout_s = frame_timeout_s
         self.stats = SourceStats()
-        self._check_input()
-        Gst = gst()
-        self.preset = auto_preset() if preset == "auto" else preset
-        if self.preset not in PRESETS:
-            raise VideoError(f"unknown preset {preset!r}; choose auto or one of {', '.join(PRESETS)}")
-        self.description = build_pipeline(self.spec, geometry, self.preset, realtime=realtime,
-                                          queue_size=max(2, queue_size), latency_ms=latency_ms, tcp=tcp,
-                                          display=display)
+        self._cancel = cancel
+        self.spec, self.preset, self.description = plan_source(
+            self.uri, geometry, preset=preset, realtime=realtime, queue_size=queue_size, latency_ms=latency_ms,
+            tcp=tcp, display=display, lossless=lossless)
         log.info("%s: %s", self.uri, self.description)
-        self._check_elements()
+        Gst = gst()
         try:
             self.pipeline = Gst.parse_launch(self.description)
         except Exception as err:  # GLib.Error: a malformed description (gst: sources) or a bad property
@@ -155,7 +156,12 @@ class VideoSource:
         self.scene = animate(self.pipeline, self.spec) if is_scene(self.spec) else None
         self._bus = self.pipeline.get_bus()
         self._handoff = _Handoff(capacity=max(1, queue_size), live=self.spec.live)
-        self._resampler: Optional[Resampler] = Resampler(fps) if fps else None
+        self._fps, self._max_gap_s, self._fill_gaps = fps, max_gap_s, fill_gaps
+        self._resampler: Optional[Resampler] = None if fps in (None, "native") else \
+            Resampler(fps, max_gap_s=max_gap_s, fill_gaps=fill_gaps)
+        self._costs: Dict[str, Deque[float]] = {stage: collections.deque(maxlen=512) for stage in ("decode", "read")}
+        self._thread_cpu: Dict[int, float] = {}
+        self._video_seen = False
         self._ready: Deque[Frame] = collections.deque()
         self._error: Optional[str] = None
         self._eos = False
@@ -171,38 +177,20 @@ class VideoSource:
         self._start(start_timeout_s)
 
     # --- set-up ---------------------------------------------------------------------------------
-    def _check_input(self) -> None:
-        if self.spec.kind == "file":
-            path = Path(self.spec.location)
-            if not path.is_file():
-                raise VideoError(f"{self.uri}: video file not found" if not path.exists()
-                                 else f"{self.uri}: not a file")
-            if not os.access(path, os.R_OK):
-                raise VideoError(f"{self.uri}: the file is not readable")
-        if self.spec.kind == "v4l2" and not Path(self.spec.location).exists():
-            raise VideoError(f"{self.uri}: no such camera device {self.spec.location} (is it plugged in? "
-                             "v4l2-ctl --list-devices lists them)")
-
-    def _check_elements(self) -> None:
-        missing = [name for name in element_names(self.description) if not has_element(name)]
-        if missing:
-            hints = ", ".join(f"{name} ({ELEMENT_PACKAGES.get(name, 'a GStreamer plugin package')})"
-                              for name in missing)
-            raise VideoError(f"{self.uri}: missing GStreamer element{'s' if len(missing) > 1 else ''}: {hints}")
-
     def _install_geometry_probe(self) -> None:
-        if self.geometry is None:
-            return
         Gst = gst()
         first = self.pipeline.get_by_name("asl_in")
         first.get_static_pad("sink").add_probe(Gst.PadProbeType.EVENT_DOWNSTREAM, self._on_caps_event)
 
     def _on_caps_event(self, pad, info):
-        """Set the crop (and the pre-crop scale) from the negotiated input size, before the
-        caps reach the cropping element."""
+        """Note that video reached the pipeline's own part; with a geometry, set the crop (and the
+        pre-crop scale) from the negotiated input size, before the caps reach the cropping element."""
         Gst = gst()
         event = info.get_event()
         if event.type != Gst.EventType.CAPS:
+            return Gst.PadProbeReturn.OK
+        self._video_seen = True
+        if self.geometry is None:
             return Gst.PadProbeReturn.OK
         structure = event.parse_caps().get_structure(0)
         ok_w, width = structure.get_int("width")
@@ -250,6 +238,9 @@ class VideoSource:
             if time.monotonic() > deadline:
                 self.close()
                 raise VideoError(f"{self.uri}: no video frame within {timeout_s:g} s")
+            if self._cancel is not None and self._cancel.is_set():
+                self.close()
+                raise VideoError(f"{self.uri}: cancelled while starting")
 
     # --- streaming thread -----------------------------------------------------------------------
     def _on_sample(self, sink):
@@ -257,6 +248,7 @@ class VideoSource:
         sample = sink.emit("pull-sample")
         if sample is None:
             return Gst.FlowReturn.EOS
+        self._note_decode_cost()
         h = self._handoff
         with h.cond:
             self.stats.decoded += 1
@@ -272,6 +264,24 @@ class VideoSource:
             h.samples.append(sample)
             h.cond.notify_all()
         return Gst.FlowReturn.OK
+
+    def _note_decode_cost(self) -> None:
+        """CPU seconds the calling streaming thread spent since its previous frame: demuxing,
+        decoding and converting this one (a decoder's own worker threads are not included)."""
+        thread, now = threading.get_ident(), time.thread_time()
+        before = self._thread_cpu.get(thread)
+        self._thread_cpu[thread] = now
+        if before is not None:
+            self._costs["decode"].append(now - before)
+
+    def take_costs(self) -> Dict[str, List[float]]:
+        """Per-frame costs in seconds measured since the last call: ``decode`` (CPU time of the
+        GStreamer streaming thread that decodes and converts each frame) and ``read`` (the reader's
+        own work: map, copy, unmap and resample)."""
+        taken = {}
+        for stage, costs in self._costs.items():
+            taken[stage] = [costs.popleft() for _ in range(len(costs))]
+        return taken
 
     # --- reader ---------------------------------------------------------------------------------
     def _poll_bus(self, timeout_s: float) -> None:
@@ -297,7 +307,9 @@ class VideoSource:
             err, debug = message.parse_error()
             source = message.src.get_name() if message.src is not None else "pipeline"
             text = f"{self.uri}: {source}: {err.message}"
-            if "not-negotiated" in (debug or "") or "not negotiated" in err.message.lower():
+            if "not-linked" in (debug or "") and not self._video_seen:
+                text = f"{self.uri}: no video stream in the input (GStreamer: {source}: {err.message})"
+            elif "not-negotiated" in (debug or "") or "not negotiated" in err.message.lower():
                 text += (" — caps not negotiated: the source cannot produce video this pipeline can convert "
                          "(check the size, format and frame rate asked for)")
             self._error = text
@@ -384,12 +396,16 @@ class VideoSource:
                     self._ready.extend(Frame(t, rgb) for t, rgb in self._resampler.finish(self._last_duration))
                     self._sync_resample_counts()
                 continue
+            started = time.perf_counter()
             frame = self._to_frame(sample)
+            if self._resampler is None and self._fps == "native":
+                self._resampler = self._native_resampler()
             if self._resampler is None:
                 self._ready.append(frame)
             else:
                 self._ready.extend(Frame(t, rgb) for t, rgb in self._resampler.push(frame.pts_s, frame.rgb))
                 self._sync_resample_counts()
+            self._costs["read"].append(time.perf_counter() - started)
         self.stats.delivered += 1
         return self._ready.popleft()
 
@@ -408,10 +424,23 @@ class VideoSource:
                 frames.append((pts / Gst.SECOND, self._rgb(sample)[0]))
         return frames
 
+    def _native_resampler(self) -> Resampler:
+        if not self.native_fps:
+            self.close()
+            raise VideoError(f"{self.uri}: the video states no frame rate: give one (--fps)")
+        return Resampler(self.native_fps, max_gap_s=self._max_gap_s, fill_gaps=self._fill_gaps)
+
     def _sync_resample_counts(self) -> None:
-        counts = self._resampler.counts
-        self.stats.dropped_resample, self.stats.duplicated = counts.dropped, counts.duplicated
-        self.stats.gap_ticks = counts.gap_ticks
+        r = self._resampler
+        self.stats.dropped_resample, self.stats.duplicated = r.counts.dropped, r.counts.duplicated
+        self.stats.gap_ticks, self.stats.gaps = r.counts.gap_ticks, len(r.gaps)
+        self.stats.gap_s = sum(end - start for start, end in r.gaps)
+
+    @property
+    def gaps(self) -> List[Tuple[float, float]]:
+        """The ``(from_s, to_s)`` spans of the input's timestamps longer than ``max_gap_s`` without
+        a frame, so far (source timestamps)."""
+        return list(self._resampler.gaps) if self._resampler is not None else []
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
@@ -444,12 +473,66 @@ class VideoSource:
             pass
 
 
-def open_source(uri: str, geometry: Optional[Geometry] = None, fps: Optional[float] = None, **options) -> VideoSource:
+def plan_source(uri: str, geometry: Optional[Geometry] = None, preset: str = "auto", realtime: bool = False,
+                queue_size: int = 8, latency_ms: int = 200, tcp: bool = True,
+                display: Optional[Tuple[int, int]] = None, lossless: bool = False) -> Tuple[SourceSpec, str, str]:
+    """``(spec, preset, pipeline description)`` of a source, checked as far as it can be without
+    starting it (the URI, the file or device, the preset, the GStreamer elements); VideoError
+    naming the problem otherwise. :func:`open_source` starts from it."""
+    spec = parse_uri(uri)
+    check_input(spec, uri)
+    if lossless:
+        spec = lossless_spec(spec, uri)
+    if preset != "auto" and preset not in PRESETS:
+        raise VideoError(f"unknown preset {preset!r}; choose auto or one of {', '.join(PRESETS)}")
+    chosen = auto_preset() if preset == "auto" else preset
+    description = build_pipeline(spec, geometry, chosen, realtime=realtime, queue_size=max(2, queue_size),
+                                 latency_ms=latency_ms, tcp=tcp, display=display)
+    missing = [name for name in element_names(description) if not has_element(name)]
+    if missing:
+        hints = ", ".join(f"{name} ({ELEMENT_PACKAGES.get(name, 'a GStreamer plugin package')})" for name in missing)
+        raise VideoError(f"{uri}: missing GStreamer element{'s' if len(missing) > 1 else ''}: {hints}")
+    return spec, chosen, description
+
+
+def check_input(spec: SourceSpec, uri: str) -> None:
+    """VideoError for what can be known wrong before a pipeline is built: a missing or unreadable
+    file, a camera device that does not exist."""
+    if spec.kind == "file":
+        path = Path(spec.location)
+        named = uri if str(path) == uri else f"{uri} ({path})"
+        if not path.is_file():
+            raise VideoError(f"{named}: video file not found" if not path.exists() else f"{named}: not a file")
+        if not os.access(path, os.R_OK):
+            raise VideoError(f"{named}: the file is not readable")
+    if spec.kind == "v4l2" and not Path(spec.location).exists():
+        raise VideoError(f"{uri}: no such camera device {spec.location} (is it plugged in? "
+                         "v4l2-ctl --list-devices lists them)")
+
+
+def lossless_spec(spec: SourceSpec, uri: str) -> SourceSpec:
+    """``spec`` read without losing a frame: a test pattern or scene rendered as fast as it is
+    read; VideoError for a camera or a network stream, which cannot wait for a slow reader."""
+    if spec.kind in ("rtsp", "v4l2", "csi"):
+        raise VideoError(f"{uri}: a live {spec.kind.upper()} source cannot wait for a reader that is slower than "
+                         "it, so frames would be lost: record it to a file first (or run asl-edge stream, which "
+                         "drops and counts)")
+    if spec.kind == "test":
+        return dataclasses.replace(spec, params={**spec.params, "live": 0.0})
+    return spec
+
+
+def open_source(uri: str, geometry: Optional[Geometry] = None, fps: Union[None, float, str] = None,
+                **options) -> VideoSource:
     """Open any video input (see :mod:`asl_edge.video.uri` for the URIs) and start it.
 
     ``geometry``: crop/scale of the delivered frames (None: native size); ``fps``: resample to this
-    rate by timestamp (None: as decoded); ``realtime``: pace files at their own rate (live sources
-    always are); ``queue_size``: frames held between GStreamer and the reader; ``preset``: auto,
+    rate by timestamp (``"native"``: to the video's own stated rate; None: as decoded);
+    ``max_gap_s``: a pause in the timestamps longer than this is a gap (see :attr:`VideoSource.gaps`),
+    whose ticks are left out unless ``fill_gaps``; ``lossless``: never drop a frame (a test source
+    renders as fast as it is read; a camera or RTSP stream is refused); ``realtime``: pace files at
+    their own rate (live sources always are); ``queue_size``: frames held between GStreamer and the
+    reader; ``cancel``: an Event that makes a source still waiting for its first frame give up; ``preset``: auto,
     software, jetson or nvidia; ``latency_ms``/``tcp``: RTSP options; ``start_timeout_s``: how long
     to wait for the first frame; ``frame_timeout_s``: a source that then delivers no frame for
     this long is an error (a stalled camera or stream); ``display``: (width, height) of a second,

@@ -5,7 +5,7 @@
 | ``PATH`` or ``file:///abs/path`` | a video file (any container/codec the installed plugins decode) |
 | ``rtsp://host[:port]/path`` | an RTSP stream (options ``latency_ms``, ``tcp``) |
 | ``v4l2:///dev/videoN`` | a V4L2 camera (raw or MJPEG caps) |
-| ``test://PATTERN?fps=F&width=W&height=H&frames=N`` | ``videotestsrc`` (live), e.g. ``test://ball`` |
+| ``test://PATTERN?fps=F&width=W&height=H&frames=N&live=0`` | ``videotestsrc`` (live unless ``live=0``), e.g. ``test://ball`` |
 | ``test://demo?seed=N&seconds=S&fps=F&width=W&height=H&live=0`` | the built-in demo scene (:mod:`.scene`) |
 | ``csi://N`` | a Jetson CSI camera (``nvarguscamerasrc sensor-id=N``) |
 | ``gst:DESCRIPTION`` | a raw GStreamer pipeline description; the sink is attached to its end |
@@ -19,14 +19,16 @@ from pathlib import Path
 from typing import Dict
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from ..errors import UserError
 
-class VideoError(RuntimeError):
+
+class VideoError(UserError, RuntimeError):
     """A video input that cannot be opened or read; the message names the input and the problem."""
 
 
 KINDS = ("file", "rtsp", "v4l2", "test", "csi", "gst")
 TEST_DEFAULTS = {"fps": 30.0, "width": 320, "height": 240}
-TEST_OPTIONS = ("fps", "width", "height", "frames")
+TEST_OPTIONS = ("fps", "width", "height", "frames", "live")
 SCENE_OPTIONS = ("fps", "width", "height", "seed", "seconds", "live")
 
 
@@ -80,10 +82,22 @@ def parse_uri(uri: str) -> SourceSpec:
     scheme = uri.split("://", 1)[0].lower()
     parts = urlsplit(uri)
     if scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise VideoError(f"{uri}: a file URI takes an absolute path, file:///abs/path ({parts.netloc!r} would be "
+                             f"read as a host name); give a relative path as it is: {parts.netloc}{parts.path}")
         return SourceSpec("file", unquote(parts.path))
     if scheme in ("rtsp", "rtsps", "rtspt"):
+        if not parts.hostname:
+            raise VideoError(f"{uri}: an RTSP URI needs a host: rtsp://host[:port]/path")
+        try:
+            parts.port
+        except ValueError:
+            raise VideoError(f"{uri}: the port is not a number") from None
         return SourceSpec("rtsp", uri)
     if scheme == "v4l2":
+        if parts.netloc:
+            raise VideoError(f"{uri}: a V4L2 URI takes the device's absolute path after three slashes, e.g. "
+                             f"v4l2:///dev/video0 ({parts.netloc!r} would be read as a host name)")
         device = unquote(parts.path) or "/dev/video0"
         return SourceSpec("v4l2", device)
     if scheme == "test":
