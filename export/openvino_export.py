@@ -14,14 +14,15 @@ from __future__ import annotations
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from asl_edge.config import Config
+from asl_edge.outputs import atomic_output
 
-from .calibration import calibration_inputs
+from .calibration import RealFeatures, calibration_inputs
 from .onnx_export import export_onnx
 from .spec import INPUT_NAMES, ExportError, ExportSpec, Exported
 
@@ -50,10 +51,11 @@ def _quantize(model, samples):
 
 
 def export_openvino(module: torch.nn.Module, example: Tuple[Tensor, Tensor], out_path: Path, spec: ExportSpec,
-                    config: Config) -> Exported:
+                    config: Config, calibration: Optional[RealFeatures] = None) -> Exported:
     """Export ``module`` (network outputs only) to an OpenVINO IR at ``out_path`` (``.xml``, weights in
-    the ``.bin`` beside it) for ``spec.precision`` fp32, bf16 or int8. Raises ExportError when the
-    export cannot be done as asked."""
+    the ``.bin`` beside it) for ``spec.precision`` fp32, bf16 or int8 (calibrated on ``calibration``,
+    else on what ``spec.calibration`` names). The pair replaces an earlier one only once both files are
+    written. Raises ExportError when the export cannot be done as asked."""
     ov = _require_openvino(spec.precision)
     if spec.postprocess:
         raise ExportError("the openvino format stops at the network outputs (cls_logits, offsets): NMS runs "
@@ -64,7 +66,7 @@ def export_openvino(module: torch.nn.Module, example: Tuple[Tensor, Tensor], out
                           "calls of its --batch")
     out_path = Path(out_path)
     if spec.precision == "int8":                 # read the calibration data first: a bad --calibration fails fast
-        samples, origin = calibration_inputs(spec, config)
+        samples, origin = calibration_inputs(spec, config, calibration)
     with tempfile.TemporaryDirectory() as tmp:
         graph = export_onnx(module, example, Path(tmp) / "model.onnx", replace(spec, precision="fp32"),
                             flavour="portable")
@@ -74,7 +76,8 @@ def export_openvino(module: torch.nn.Module, example: Tuple[Tensor, Tensor], out
     if spec.precision == "int8":
         model = _quantize(model, samples)
         metadata["calibration"] = origin
-    for stale in (out_path, out_path.with_suffix(".bin")):
-        stale.unlink(missing_ok=True)
-    ov.save_model(model, str(out_path), compress_to_fp16=False)
+    weights = out_path.with_suffix(".bin")
+    with atomic_output(out_path) as tmp_xml, atomic_output(weights) as tmp_bin:
+        assert tmp_bin == tmp_xml.with_suffix(".bin")     # where OpenVINO writes the weights of tmp_xml
+        ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
     return Exported(out_path, metadata)

@@ -181,7 +181,8 @@ def test_extract_features_then_infer(videos, tmp_path, capsys):
     walk = np.load(out / "walk.npy")
     assert walk.shape == ((30 - 8) // 4 + 1, 112) and walk.dtype == np.float32     # 60 frames -> 30 at 15 fps
     database = json.loads((out / "annotations.json").read_text())["database"]
-    assert database["walk"] == {"subset": "training", "fps": 15.0, "duration": 2.0, "annotations": []}
+    assert database["walk"] == {"subset": "training", "fps": 15.0, "duration": 2.0, "annotations": [],
+                                "source": str(videos / "walk.mp4")}
     fragment = yaml.safe_load((out / "features.yaml").read_text())
     config = load_config("thumos_i3d", overrides=fragment)
     assert (config.dataset.input_dim, config.dataset.feat_stride, config.dataset.num_frames,
@@ -199,7 +200,7 @@ def test_extract_features_then_infer(videos, tmp_path, capsys):
     before = (out / "walk.npy").stat().st_mtime_ns
     capsys.readouterr()
     assert main(["extract-features", str(videos), "--out", str(out), "--extractor", "motion", "--no-progress"]) == 0
-    assert capsys.readouterr().err.count("done before, skipped") == 2
+    assert capsys.readouterr().err.count("done before with the same settings, skipped") == 2
     assert (out / "walk.npy").stat().st_mtime_ns == before
 
 
@@ -239,10 +240,14 @@ def random_i3d_cache(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("fmt", ["torchscript", pytest.param("onnx", marks=pytest.mark.slow)])
 def test_the_i3d_extractor_exports_and_loads_as_an_extractor(random_i3d_cache, fmt, capsys):
+    gst_or_skip()
     out = random_i3d_cache / fmt
-    assert main(["export", "--extractor", "i3d-rgb", "--format", fmt, "--out", str(out)]) == 0
+    video = make_video(random_i3d_cache / "short", "mp4-h264", frames=24, fps=30, width=256, height=240)
+    assert main(["export", "--extractor", "i3d-rgb", "--format", fmt, "--out", str(out), "--parity-videos",
+                 video]) == 0
     parity = json.loads((out / "parity.json").read_text())
-    assert parity["passed"] and parity["max_rel_diff"] < 1e-4
+    held_out = parity["sets"]["held_out"]
+    assert parity["passed"] and held_out["max_rel_diff"] < 1e-4 and held_out["inputs"] == [{"video": video, "clips": 3}]
     exported = load_extractor(str(out))
     assert (exported.name, exported.dim, exported.clip) == ("i3d-rgb", 1024, load_extractor("i3d-rgb").clip)
     clips = np.random.default_rng(1).integers(0, 256, (3, 16, 224, 224, 3), dtype=np.uint8)   # another batch size

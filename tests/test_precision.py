@@ -113,7 +113,7 @@ def _not_an_array(folder):
     (lambda folder: folder / "missing", "neither a folder of .npy feature files nor a dataset config"),
     (lambda folder: folder, "holds no .npy feature files"),
     (_wrong_channels, "5 channels, the model expects 24"),
-    (_not_an_array, "is not a readable .npy array"),
+    (_not_an_array, "it is not a NumPy .npy array"),
     (None, "the checkpoint's own training data cannot be read here"),
 ])
 def test_bad_calibration_is_a_clear_error(checkpoint, tmp_path, capsys, make, message):

@@ -11,7 +11,8 @@
 
 ``ratio_vs_baseline`` is the row's p50 over the baseline's p50 at the same stage, batch and
 window (network and whole-window rows: eager fp32 with the pure-PyTorch ops; post-processing
-rows: pure PyTorch): below 1 is faster.
+rows: pure PyTorch; features rows: ``i3d-rgb`` PyTorch eager fp32, measured in the same run):
+below 1 is faster. Features rows also have ``ms_per_clip``.
 """
 
 from __future__ import annotations
@@ -23,14 +24,16 @@ from typing import Dict, List
 SCHEMA = "asl-edge-bench/1"
 
 
-def add_ratios(rows: List[Dict], baseline_case: str) -> List[Dict]:
+def add_ratios(rows: List[Dict], baseline_case: str, features_baseline: str = "") -> List[Dict]:
     """Set ``ratio_vs_baseline`` on network rows (vs ``baseline_case`` at the same batch and
-    window) and post-processing rows (vs the pure-PyTorch one)."""
+    window), post-processing rows (vs the pure-PyTorch one) and features rows (vs
+    ``features_baseline`` fp32 at the same batch)."""
     reference = {(r["stage"], r["batch"], r["window"]): r["p50_ms"] for r in rows
-                 if "p50_ms" in r and r["case"] in (baseline_case, "pure PyTorch")}
+                 if "p50_ms" in r and (r["case"] in (baseline_case, "pure PyTorch")
+                                       or (r["case"], r.get("precision")) == (features_baseline, "fp32"))}
     for r in rows:
         base = reference.get((r["stage"], r["batch"], r["window"]))
-        if "p50_ms" in r and base and r["stage"] in ("network", "window", "postprocess"):
+        if "p50_ms" in r and base and r["stage"] in ("network", "window", "postprocess", "features"):
             r["ratio_vs_baseline"] = r["p50_ms"] / base
     return rows
 
@@ -42,7 +45,7 @@ def _cell(value, digits: int = 1) -> str:
 
 
 def markdown(report: Dict) -> str:
-    """One table per stage; the machine first."""
+    """One table per stage (features: ms per clip where the others have the window); the machine first."""
     m = report["machine"]
     lines = [f"# asl-edge bench{' (quick)' if report['quick'] else ''}", "",
              f"{m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), flags "
@@ -54,7 +57,8 @@ def markdown(report: Dict) -> str:
         rows = [r for r in report["results"] if r["stage"] == stage]
         if not rows:
             continue
-        lines += [f"## {stage}", "", f"| case | device | precision | batch | window | p50 ms | p90 ms | p99 ms | "
+        shape = "ms/clip" if stage == "features" else "window"
+        lines += [f"## {stage}", "", f"| case | device | precision | batch | {shape} | p50 ms | p90 ms | p99 ms | "
                   f"{units[stage]} | × baseline | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             if "error" in r:
@@ -62,7 +66,8 @@ def markdown(report: Dict) -> str:
                              f"{_cell(r['window'])} | not run: {' '.join(r['error'].split())[:160]} |||||||")
                 continue
             lines.append(f"| {r['case']} | {r['device']} | {r['precision']} | {_cell(r['batch'])} | "
-                         f"{_cell(r['window'])} | {_cell(r['p50_ms'], 2)} | {_cell(r['p90_ms'], 2)} | "
+                         f"{_cell(r.get('ms_per_clip') if stage == 'features' else r['window'], 1)} | "
+                         f"{_cell(r['p50_ms'], 2)} | {_cell(r['p90_ms'], 2)} | "
                          f"{_cell(r['p99_ms'], 2)} | {_cell(r['throughput_per_s'], 2)} | "
                          f"{_cell(r.get('ratio_vs_baseline'), 3)} | {_cell(r.get('peak_rss_mb'), 0)} |")
         lines.append("")

@@ -27,6 +27,8 @@ from ..runtime import load
 from .measure import measure, percentiles
 
 BASELINE = "eager, reference ops"
+FEATURES_BASELINE = "i3d-rgb PyTorch eager"          # fp32, the extractor models are trained on
+BENCH_CALIBRATION_CLIPS = 8           # int8 exports timed by the bench (their cosine is the export's parity check)
 FIXED_BATCH_FORMATS = {"openvino"}     # exported at the smallest batch: larger ones run in calls of it
 
 
@@ -34,7 +36,9 @@ FIXED_BATCH_FORMATS = {"openvino"}     # exported at the smallest batch: larger 
 class Plan:
     """What to measure: ``windows`` and ``batches`` of the network, the export ``formats`` (each
     at each of ``precisions`` where it exists), ``runs`` timed calls after ``warmup``, on
-    ``device``; artifacts go to ``work``."""
+    ``device``; artifacts go to ``work``. ``extractors``: (name, format, precision) of the clip
+    extractors, format ``eager`` for the extractor itself, else an export of it
+    (:mod:`asl_edge.export.extractor_export`), each at ``extractor_batches``."""
 
     windows: Sequence[int]
     batches: Sequence[int]
@@ -43,8 +47,9 @@ class Plan:
     warmup: int
     device: str
     work: Path
-    extractors: Sequence[str]
+    extractors: Sequence[Tuple[str, str, str]]
     stream_seconds: float
+    extractor_batches: Sequence[int] = (1, 8)
 
 
 def _say(message: str) -> None:
@@ -199,30 +204,56 @@ def postprocess(plan: Plan) -> List[Dict]:
     return rows
 
 
+def _extractor(plan: Plan, name: str, fmt: str, precision: str):
+    """The extractor of a case: the extractor itself (``eager``), or its export into the work
+    folder (without the parity check; int8 calibrates on 8 clips of the generated demo scene: the
+    speed does not depend on the calibration, whose quality the export's parity check measures)."""
+    from ..features import load_extractor
+
+    if fmt == "eager":
+        return load_extractor(name, device=plan.device, precision=precision)
+    from ..export.extractor_export import GENERATED_SCENE, export_extractor
+
+    folder = plan.work / f"extractor-{name}-{fmt}-{precision}-{plan.device.replace(':', '')}"
+    start = time.perf_counter()
+    export_extractor(name, fmt, folder, precision=precision, device=plan.device, parity=False,
+                     calibration=[GENERATED_SCENE] if precision == "int8" else None,
+                     calibration_clips=BENCH_CALIBRATION_CLIPS)
+    _say(f"exported {name} {fmt} {precision} in {time.perf_counter() - start:.0f} s")
+    return load_extractor(str(folder), device=plan.device)
+
+
 def features(plan: Plan) -> List[Dict]:
-    """Clips per second of each extractor (random clips of its size), batch 8, per precision
-    the device offers (fp16 on CUDA)."""
-    from ..features import ExtractorError, load_extractor
+    """Clips per second of each extractor case at each of ``extractor_batches`` (random clips of
+    its size: the time does not depend on the pixels), ms per clip and peak RSS; ``i3d-rgb``
+    PyTorch eager fp32, the features models are trained on, is the baseline of the ratios. A case
+    that cannot be built or run here is a row with its reason."""
+    import gc
+
+    from ..export.spec import ExportError
+    from ..features import ExtractorError
 
     rows = []
-    precisions = ("fp32", "fp16") if plan.device.startswith("cuda") else ("fp32",)
-    for name in plan.extractors:
-        for precision in precisions:
-            try:
-                extractor = load_extractor(name, device=plan.device, precision=precision)
-            except ExtractorError as err:
-                rows.append(_row("features", name, plan, precision, 8, error=str(err)))
-                continue
-            if precision != "fp32" and extractor.precision == "fp32":
-                continue                                 # an extractor without that precision
-            spec = extractor.clip
-            clips = np.random.default_rng(0).integers(
-                0, 256, (8, spec.num_frames, spec.geometry.height, spec.geometry.width, 3), dtype=np.uint8)
-            runs = plan.runs if name == "motion" else max(3, plan.runs // 4)
-            timing = measure(lambda: extractor.extract(clips), runs, 1, extractor.device)
-            rows.append(_row("features", name, plan, precision, 8, **timing,
-                             throughput_per_s=8000.0 / timing["p50_ms"]))
-            _say(f"features {name} {precision}: {8000.0 / timing['p50_ms']:.1f} clips/s")
+    for name, fmt, precision in plan.extractors:
+        case = f"{name} PyTorch eager" if fmt == "eager" and name != "motion" else (
+            name if fmt == "eager" else f"{name} {fmt}")
+        try:
+            extractor = _extractor(plan, name, fmt, precision)
+        except (ExtractorError, ExportError) as err:
+            rows.append(_row("features", case, plan, precision, error=str(err)))
+            _say(f"features {case} {precision}: not measured: {err}")
+            continue
+        spec = extractor.clip
+        runs = plan.runs if name == "motion" else max(3, plan.runs // 4)
+        for batch in plan.extractor_batches:
+            clips = np.random.default_rng(batch).integers(
+                0, 256, (batch, spec.num_frames, spec.geometry.height, spec.geometry.width, 3), dtype=np.uint8)
+            timing = measure(lambda: extractor.extract(clips), runs, plan.warmup, extractor.device)
+            rows.append(_row("features", case, plan, precision, batch, **timing,
+                             throughput_per_s=1000.0 * batch / timing["p50_ms"], ms_per_clip=timing["p50_ms"] / batch))
+            _say(f"features {case} {precision} B{batch}: {1000.0 * batch / timing['p50_ms']:.2f} clips/s")
+        del extractor
+        gc.collect()                                     # the next case's peak RSS without this one
     return rows
 
 

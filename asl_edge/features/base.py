@@ -16,10 +16,11 @@ from typing import Deque, Iterator, Optional
 
 import numpy as np
 
+from ..errors import UserError
 from ..video import Geometry
 
 
-class ExtractorError(RuntimeError):
+class ExtractorError(UserError, RuntimeError):
     """An extractor that cannot be built or run as asked (missing weights, bad input shape)."""
 
 
@@ -72,24 +73,47 @@ class ClipExtractor(ABC):
 class ClipAssembler:
     """Cuts a frame sequence into clips: after frame ``num_frames - 1 + i·frame_stride`` it hands
     out clip i, frames ``[i·frame_stride, i·frame_stride + num_frames)``, with the time of its
-    first frame. Frames after the last whole clip make no clip."""
+    first frame. Frames after the last whole clip make no clip.
 
-    def __init__(self, num_frames: int, frame_stride: int):
+    Each frame is copied once, into a uint8 ring of ``capacity`` frames; a clip is a read-only
+    view of ``num_frames`` consecutive frames of it (no copy per clip, though clips overlap by
+    ``num_frames - frame_stride`` frames; default capacity 4·(num_frames + frame_stride)). A full
+    ring is not overwritten: the next frames go to a fresh one that starts with the last
+    ``num_frames - 1`` frames, so a clip still queued somewhere never changes under its consumer;
+    the old ring is freed with the last such clip."""
+
+    def __init__(self, num_frames: int, frame_stride: int, capacity: int = 0):
         if num_frames < 1 or frame_stride < 1:
             raise ExtractorError(f"clips need num_frames >= 1 and frame_stride >= 1, got {num_frames}, {frame_stride}")
         self.num_frames, self.frame_stride = num_frames, frame_stride
-        self._frames: Deque[np.ndarray] = deque(maxlen=num_frames)
+        self.capacity = max(capacity or 4 * (num_frames + frame_stride), num_frames)
+        self._ring: Optional[np.ndarray] = None
+        self._filled = 0                              # frames of the ring in use
         self._times: Deque[float] = deque(maxlen=num_frames)
         self.frames_seen = 0
 
     def push(self, rgb: np.ndarray, pts_s: float = 0.0) -> Iterator[tuple]:
         """Add one frame; yields ``(start_s, clip uint8 [T, H, W, 3])`` when a clip completes."""
-        self._frames.append(rgb)
+        rgb = np.asarray(rgb)
+        if self._ring is None:
+            self._ring = np.empty((self.capacity, *rgb.shape), np.uint8)
+        elif rgb.shape != self._ring.shape[1:]:
+            raise ExtractorError(f"a frame of shape {list(rgb.shape)} after frames of {list(self._ring.shape[1:])}: "
+                                 "clips need frames of one size")
+        if self._filled == self.capacity:
+            keep = self.num_frames - 1
+            ring = np.empty_like(self._ring)
+            ring[:keep] = self._ring[self.capacity - keep:]
+            self._ring, self._filled = ring, keep
+        self._ring[self._filled] = rgb
+        self._filled += 1
         self._times.append(pts_s)
         self.frames_seen += 1
         last = self.frames_seen - 1
         if last >= self.num_frames - 1 and (last - self.num_frames + 1) % self.frame_stride == 0:
-            yield self._times[0], np.stack(self._frames)
+            clip = self._ring[self._filled - self.num_frames:self._filled]
+            clip.flags.writeable = False
+            yield self._times[0], clip
 
     @property
     def clips_made(self) -> int:

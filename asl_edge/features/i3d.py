@@ -3,12 +3,15 @@ PyTorch, numerically the network of DeepMind's Kinetics-400 release: TensorFlow 
 (one extra pixel after, not before, where the total is odd), batch norm without a scale
 (epsilon 1e-3), max pools padded with -inf. Recipe (THUMOS14 features): frames resized so the
 short side is 256, centre crop 224, RGB scaled to [-1, 1], 16-frame clips every 4 frames;
-the feature is Mixed_5c averaged over time and space (1,024-d); Kinetics-400 logits too."""
+the feature is Mixed_5c averaged over time and space (1,024-d); Kinetics-400 logits too.
+
+:class:`I3DClipNetwork` is the same network as a clip model for export (uint8 clips in, features
+out) with its first convolution rewritten on the space-to-depth of the frames (:class:`SpaceToDepthStem`)."""
 
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -22,6 +25,7 @@ NAME = "i3d-rgb"
 FEATURE_DIM = 1024
 NUM_CLASSES = 400
 BN_EPS = 1e-3
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # (name, branch channels: 1x1, 3x3 reduce, 3x3, 3x3 reduce, 3x3, pool projection)
 INCEPTION = {
     "Mixed_3b": (64, 96, 128, 16, 32, 32), "Mixed_3c": (128, 128, 192, 32, 96, 64),
@@ -62,14 +66,24 @@ class Unit3D(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv(pad_same(x, self.kernel, self.stride))
-        if not self.norm_act:
-            return x
+        return self.norm_relu(x) if self.norm_act else x
+
+    def norm_relu(self, x: Tensor) -> Tensor:
+        """The batch norm (without scale) and ReLU after the convolution."""
         shape = (1, -1, 1, 1, 1)
         x = (x - self.bn_mean.view(shape)) * torch.rsqrt(self.bn_var.view(shape) + BN_EPS) + self.bn_bias.view(shape)
         return F.relu(x)
 
 
 def max_pool_same(x: Tensor, kernel: Tuple[int, int, int], stride: Tuple[int, int, int]) -> Tensor:
+    """Max pool with "SAME" padding (padded cells never win). The padding goes into the pool itself
+    where it can — symmetric, or after only (``ceil_mode``) — so that exported graphs have no Pad
+    node in front of their pools (OpenVINO then pools int8 tensors in int8)."""
+    pads = [same_padding(x.shape[dim], kernel[dim - 2], stride[dim - 2]) for dim in (2, 3, 4)]
+    if all(before == after for before, after in pads) and all(2 * b <= k for (b, _), k in zip(pads, kernel)):
+        return F.max_pool3d(x, kernel, stride, padding=[before for before, _ in pads])
+    if all(before == 0 and after < s for (before, after), s in zip(pads, stride)):    # ceil_mode adds that window
+        return F.max_pool3d(x, kernel, stride, ceil_mode=True)
     return F.max_pool3d(pad_same(x, kernel, stride, value=float("-inf")), kernel, stride)
 
 
@@ -107,20 +121,76 @@ class InceptionI3d(nn.Module):
         self.logits = Unit3D(c, num_classes, norm_act=False)
 
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
-        x = self.conv_1a(x)                                           # (B, 64, T/2, 112, 112)
-        x = max_pool_same(x, (1, 3, 3), (1, 2, 2))                    # (B, 64, T/2, 56, 56)
-        x = self.conv_2c(self.conv_2b(x))                             # (B, 192, T/2, 56, 56)
-        x = max_pool_same(x, (1, 3, 3), (1, 2, 2))                    # (B, 192, T/2, 28, 28)
-        for name, block in self.mixed.items():
-            if name == "Mixed_4b":
-                x = max_pool_same(x, (3, 3, 3), (2, 2, 2))            # (B, 480, T/4, 14, 14)
-            elif name == "Mixed_5b":
-                x = max_pool_same(x, (2, 2, 2), (2, 2, 2))            # (B, 832, T/8, 7, 7)
-            x = block(x)
+        x = self.trunk(self.conv_1a(x))                               # Mixed_5c: (B, 1024, T/8, 7, 7)
         features = x.mean(dim=(2, 3, 4))                              # Mixed_5c averaged: (B, 1024)
-        pooled = F.avg_pool3d(x, (2, 7, 7), stride=1)                 # as the release: 2x7x7 windows
+        pooled = F.avg_pool3d(x.float(), (2, 7, 7), stride=1).to(x.dtype)  # as the release: 2x7x7 windows
         logits = self.logits(pooled).mean(dim=(2, 3, 4))              # (B, 400), averaged over time
         return features, logits
+
+    def trunk(self, x: Tensor) -> Tensor:
+        """conv_1a's output (B, 64, T/2, 112, 112) -> Mixed_5c (B, 1024, T/8, 7, 7)."""
+        for _, step in self.steps():
+            x = step(x)
+        return x
+
+    def steps(self) -> List[Tuple[str, Callable[[Tensor], Tensor]]]:
+        """The trunk after conv_1a, step by step: ``(name, function)`` in order (a benchmark runs
+        its first steps once over a long run of frames and the rest per clip)."""
+        def pool(kernel, stride):
+            return lambda x: max_pool_same(x, kernel, stride)
+
+        steps = [("pool_2a", pool((1, 3, 3), (1, 2, 2))), ("conv_2b", self.conv_2b),   # (B, 64, T/2, 56, 56)
+                 ("conv_2c", self.conv_2c), ("pool_3a", pool((1, 3, 3), (1, 2, 2)))]  # (B, 192, T/2, 28, 28)
+        for name, block in self.mixed.items():
+            if name == "Mixed_4b":
+                steps.append(("pool_4a", pool((3, 3, 3), (2, 2, 2))))                # (B, 480, T/4, 14, 14)
+            elif name == "Mixed_5b":
+                steps.append(("pool_5a", pool((2, 2, 2), (2, 2, 2))))                # (B, 832, T/8, 7, 7)
+            steps.append((name, block))
+        return steps
+
+
+class SpaceToDepthStem(nn.Module):
+    """conv_1a (7x7x7, stride 2, "SAME", on 3 channels) of uint8 frames as a 4x4x4 stride-1
+    convolution on the 2x2x2 space-to-depth of ``pixels - 127.5`` (24 channels; the kernel zero
+    at index 7, the scaling to [-1, 1] folded into it), then its batch norm and ReLU. The same
+    function up to float rounding, in a shape that int8 and bf16 kernels run at full speed: 3 input
+    channels leave most of a vector unit idle (OpenVINO int8: 32 ms of a 91 ms clip). T, H and W
+    must be even."""
+
+    def __init__(self, unit: Unit3D):
+        super().__init__()
+        weight = unit.conv.weight.detach()                               # (64, 3, 7, 7, 7)
+        c_out, c_in = weight.shape[:2]
+        padded = weight.new_zeros(c_out, c_in, 8, 8, 8)
+        padded[:, :, :7, :7, :7] = weight / 127.5
+        # (out, c, kt, dt, kh, dh, kw, dw) -> (out, dt, dh, dw, c, kt, kh, kw): tap k = 2 * kk + d
+        folded = padded.view(c_out, c_in, 4, 2, 4, 2, 4, 2).permute(0, 3, 5, 7, 1, 2, 4, 6)
+        self.conv = nn.Conv3d(8 * c_in, c_out, 4, bias=False)
+        self.conv.weight.data.copy_(folded.reshape(c_out, 8 * c_in, 4, 4, 4))
+        self.unit = unit
+
+    def forward(self, clips: Tensor) -> Tensor:
+        """uint8 clips (B, T, H, W, 3) -> conv_1a's output (B, 64, T/2, H/2, W/2)."""
+        b, t, h, w, c = clips.shape
+        x = clips.to(self.conv.weight.dtype) - 127.5
+        x = x.view(b, t // 2, 2, h // 2, 2, w // 2, 2, c).permute(0, 2, 4, 6, 7, 1, 3, 5)
+        x = x.reshape(b, 8 * c, t // 2, h // 2, w // 2)
+        # "SAME" pads 2 before and 3 after in every axis: 1 and 2 cells of the space-to-depth grid
+        return self.unit.norm_relu(self.conv(F.pad(x, (1, 2, 1, 2, 1, 2))))
+
+
+class I3DClipNetwork(nn.Module):
+    """The clip model that extractor exports contain: uint8 clips (B, T, H, W, 3) -> Mixed_5c
+    features (B, 1024) float32, the network in its own dtype (a copy of ``network``'s weights)."""
+
+    def __init__(self, network: InceptionI3d):
+        super().__init__()
+        self.stem = SpaceToDepthStem(network.conv_1a)
+        self.network = network
+
+    def forward(self, clips: Tensor) -> Tensor:
+        return self.network.trunk(self.stem(clips)).mean(dim=(2, 3, 4)).float()
 
 
 # --- weights: the release's variable names -> this module's -----------------------------------
@@ -177,20 +247,21 @@ def state_dict_from_release(variables: Dict) -> Dict[str, Tensor]:
 class I3DExtractor(ClipExtractor):
     """The ``i3d-rgb`` extractor: 16-frame clips every 4 frames at 30 fps, 224x224 centre crop of
     the short side resized to 256, features [B, 1024]; :meth:`logits` gives the Kinetics-400
-    logits. FP16 on CUDA with ``precision="fp16"``."""
+    logits. FP16 on CUDA with ``precision="fp16"``; bf16 with ``precision="bf16"`` (on a CPU,
+    PyTorch's bf16 kernels: measured in the bench; OpenVINO exports are the fast CPU path)."""
 
     name = NAME
 
     def __init__(self, state_dict: Dict[str, Tensor], weights_sha256: str, device: str = "cpu",
                  precision: str = "fp32"):
-        if precision not in ("fp32", "fp16"):
-            raise ExtractorError(f"precision must be fp32 or fp16, got {precision!r}")
+        if precision not in DTYPES:
+            raise ExtractorError(f"precision must be {', '.join(DTYPES)}, got {precision!r}")
         if precision == "fp16" and torch.device(device).type != "cuda":
-            raise ExtractorError("fp16 I3D runs on CUDA: use --device cuda or fp32")
+            raise ExtractorError("fp16 I3D runs on CUDA: use --device cuda, or bf16/fp32 on a CPU")
         self.clip = ClipSpec(num_frames=16, frame_stride=4, fps=30.0, geometry=Geometry(224, 224, 224 / 256))
         self.dim = FEATURE_DIM
         self.device, self.precision, self.weights_sha256 = str(device), precision, weights_sha256
-        self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.dtype = DTYPES[precision]
         self.network = InceptionI3d()
         self.network.load_state_dict(state_dict)
         self.network.eval().to(device, self.dtype)
