@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: system setup native demo test bench
+.PHONY: system setup native demo test bench docs
 
 # GStreamer, PyGObject's build headers and the build tools (Debian/Ubuntu; installs what is missing)
 system:
@@ -38,3 +38,8 @@ bench: native
 	$(BIN)/python benchmarks/bench_ops.py --out out/bench_ops.json
 	$(BIN)/python benchmarks/bench_export.py --out out/bench_export.json
 	$(BIN)/python benchmarks/bench_train.py --iteration --out out/bench_train.json
+
+# The docs site (MkDocs + Material; API pages from the docstrings): site/index.html. --strict
+# turns a broken link, anchor or a page missing from the nav into a failure.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict

@@ -4,10 +4,11 @@ run end to end (JSON with the documented keys, Markdown, PNG plots)."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
-from asl_edge.bench.measure import measure, percentiles
+from asl_edge.bench.measure import MIN_RUNS, measure, percentiles
 from asl_edge.bench.report import SCHEMA, add_ratios, markdown
 from asl_edge.cli import main
 
@@ -32,6 +33,16 @@ def test_measure_counts_its_runs_and_not_the_warmup():
     result = measure(lambda: calls.append(1), runs=7, warmup=3)
     assert len(calls) == 10 and result["runs"] == 7 and result["peak_rss_mb"] > 0
     assert result["gpu_max_allocated_mb"] is None
+
+
+def test_measure_takes_fewer_runs_of_a_slow_case_but_never_below_the_minimum():
+    # one call takes >= 30 ms; 7 would take >= 210 ms against a 100 ms budget: as many as fit
+    # (at most 3), but never fewer than MIN_RUNS = 3
+    calls = []
+    result = measure(lambda: (calls.append(1), time.sleep(0.03)), runs=7, warmup=1, budget_s=0.1)
+    assert result["runs"] == MIN_RUNS == 3 and result["runs_asked"] == 7 and len(calls) == 1 + 3
+    fast = measure(lambda: None, runs=7, warmup=0, budget_s=0.1)
+    assert fast["runs"] == 7 == fast["runs_asked"]
 
 
 def test_ratios_are_against_the_baseline_at_the_same_shape():

@@ -14,6 +14,10 @@ import numpy as np
 import torch
 
 # CPU flags that decide low-precision speed (shown when present)
+# The runs policy: a case gets its asked-for runs unless they would take longer than this; then
+# as many as fit, never fewer than MIN_RUNS (the count taken is in every record)
+CASE_BUDGET_S = 10.0
+MIN_RUNS = 3
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx512_fp16", "amx_bf16", "amx_int8")
 
 
@@ -47,10 +51,13 @@ def peak_rss_mb() -> Optional[float]:
     return None
 
 
-def measure(fn: Callable[[], object], runs: int, warmup: int = 2, device: str = "cpu") -> Dict:
-    """Time ``runs`` calls of ``fn`` after ``warmup`` calls (each followed by a CUDA
+def measure(fn: Callable[[], object], runs: int, warmup: int = 2, device: str = "cpu",
+            budget_s: float = CASE_BUDGET_S) -> Dict:
+    """Time up to ``runs`` calls of ``fn`` after ``warmup`` calls (each followed by a CUDA
     synchronisation on a CUDA ``device``): :func:`percentiles` plus peak memory of the timed
-    calls (CPU RSS; on CUDA also the maximum allocated)."""
+    calls (CPU RSS; on CUDA also the maximum allocated). Where ``runs`` calls would take more
+    than ``budget_s`` (judged by the first), only as many as fit are timed, at least
+    ``MIN_RUNS``; ``runs`` in the result is the count taken, ``runs_asked`` the one asked."""
     cuda = str(device).startswith("cuda")
     for _ in range(warmup):
         fn()
@@ -59,13 +66,17 @@ def measure(fn: Callable[[], object], runs: int, warmup: int = 2, device: str = 
         torch.cuda.reset_peak_memory_stats()
     reset_peak_rss()
     times: List[float] = []
-    for _ in range(runs):
+    planned = runs
+    while len(times) < planned:
         start = time.perf_counter()
         fn()
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
+        if len(times) == 1:
+            planned = min(runs, max(MIN_RUNS, int(budget_s / max(times[0], 1e-9))))
     result = percentiles(times)
+    result["runs_asked"] = runs
     result["peak_rss_mb"] = peak_rss_mb()
     result["gpu_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20 if cuda else None
     return result

@@ -1,12 +1,10 @@
-"""``asl-edge build-ext`` and ``asl-edge doctor``: build the native libraries with CMake
-against the installed torch, and report which native pieces are usable and why not."""
+"""``asl-edge build-ext``: build the native libraries with CMake against the installed torch and
+install them where :mod:`asl_edge.ops.library` finds them."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -14,12 +12,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import torch
 
-from .library import (BUILD_INFO, TORCH_OPS_LIBRARY, TRT_PLUGIN_LIBRARY, native_dir, native_state, ops_mode,
-                      use_native)
+from .library import BUILD_INFO, TORCH_OPS_LIBRARY, native_dir
 
 # Ampere, Jetson Orin, Ada, Hopper (+ PTX of 90 for newer GPUs); never nvcc's sm_75 default
 DEFAULT_CUDA_ARCHS = "80;86;87;89;90"
@@ -155,108 +152,3 @@ def _cmake_cache_value(build_dir: Path, name: str) -> Optional[str]:
     except OSError:
         return None
     return None
-
-
-def _tool_version(tool: str, args: List[str]) -> Optional[str]:
-    path = shutil.which(tool)
-    if path is None:
-        return None
-    try:
-        out = subprocess.run([path, *args], capture_output=True, text=True, timeout=20).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return "present (version unknown)"
-    lines = [line for line in out.splitlines() if line.strip()]
-    return lines[-1].strip() if tool == "nvcc" and lines else (lines[0].strip() if lines else "present")
-
-
-def _module_version(name: str) -> Optional[str]:
-    if importlib.util.find_spec(name) is None:
-        return None
-    try:
-        module = __import__(name)
-    except Exception as err:  # noqa: BLE001 - reported, not raised
-        return f"installed but fails to import: {err}"
-    return str(getattr(module, "__version__", "installed"))
-
-
-def doctor_report() -> Dict:
-    """Everything `asl-edge doctor` prints, as a dict."""
-    from ..features.weights import weights_report
-    from ..video import video_report
-
-    state = native_state()
-    try:
-        mode = ops_mode()
-    except RuntimeError as err:
-        mode = f"invalid ({err})"
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    chosen = {}
-    for device in devices:
-        data = torch.empty(0, device=device)
-        probes = {"tca_attention": (data, data, data, torch.empty(0, 0, dtype=torch.bool, device=device)),
-                  "nms1d": (data, data, torch.empty(0, dtype=torch.long, device=device))}
-        for op, tensors in probes.items():
-            if mode.startswith("invalid"):
-                chosen[f"{op}@{device}"] = "unknown"
-                continue
-            try:
-                chosen[f"{op}@{device}"] = "native" if use_native(op, *tensors) else "reference"
-            except RuntimeError as err:
-                chosen[f"{op}@{device}"] = f"error: {err}"
-    plugin = native_dir() / TRT_PLUGIN_LIBRARY
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_cuda": torch.version.cuda,
-        "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
-        "native_dir": str(native_dir()),
-        "torch_ops": {"path": str(state.path), "loaded": state.loaded, "reason": state.reason or None,
-                      "cpu_kernels": state.devices.get("cpu", False),
-                      "cuda_kernels": state.devices.get("cuda", False), "build": state.build_info},
-        "ops_mode": mode,
-        "ops_in_use": chosen,
-        "tensorrt_plugins": {"path": str(plugin), "present": plugin.is_file()},
-        "tensorrt_python": _module_version("tensorrt"),
-        "toolchain": {"cmake": _tool_version("cmake", ["--version"]), "nvcc": _tool_version("nvcc", ["--version"]),
-                      "c++": _tool_version("c++", ["--version"])},
-        "optional_packages": {name: _module_version(name) for name in ("onnx", "onnxruntime")},
-        "video": video_report(),
-        "extractor_weights": weights_report(),
-    }
-
-
-def format_doctor(report: Dict) -> str:
-    """Human-readable lines of ``doctor_report()``."""
-    ops = report["torch_ops"]
-    if ops["loaded"]:
-        ops_line = (f"loaded {ops['path']} (CPU kernels: {'yes' if ops['cpu_kernels'] else 'no'}, "
-                    f"CUDA kernels: {'yes' if ops['cuda_kernels'] else 'no'})")
-    else:
-        ops_line = f"not loaded: {ops['reason']}"
-    plugin = report["tensorrt_plugins"]
-    trt = report["tensorrt_python"] or "not installed (engine building and the TensorRT backend are unavailable)"
-    lines = [
-        f"python {report['python']}, torch {report['torch']} (CUDA {report['torch_cuda'] or 'none'}; "
-        f"devices: {', '.join(report['cuda_devices']) or 'none'})",
-        f"native dir       {report['native_dir']}",
-        f"torch ops        {ops_line}",
-        f"ASL_EDGE_OPS     {report['ops_mode']}: " +
-        ", ".join(f"{k} -> {v}" for k, v in report["ops_in_use"].items()),
-        f"TensorRT plugins {plugin['path'] if plugin['present'] else 'not built'}"
-        + ("" if plugin["present"] else " (asl-edge build-ext --cuda --tensorrt DIR)"),
-        f"TensorRT python  {trt}",
-    ]
-    for tool, version in report["toolchain"].items():
-        lines.append(f"{tool:<16} {version or 'not found'}")
-    for name, version in report["optional_packages"].items():
-        lines.append(f"{name:<16} {version or 'not installed'}")
-    video = report["video"]
-    if video["gstreamer"] is None:
-        lines.append(f"GStreamer        not usable: {video['reason']}")
-    else:
-        found = ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in video["preset_elements"].items())
-        lines.append(f"GStreamer        {video['gstreamer']}; source preset: {video['auto_preset']} ({found})")
-    for name, weights in report["extractor_weights"].items():
-        lines.append(f"{name + ' weights':<16} " + (weights["path"] if weights["cached"] else
-                                                    "not in the cache (asl-edge weights i3d)"))
-    return "\n".join(lines)

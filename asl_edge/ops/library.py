@@ -19,6 +19,8 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 
+from .tca_reference import tca_attention_reference
+
 TORCH_OPS_LIBRARY = "libasl_edge_torch_ops.so"
 TRT_PLUGIN_LIBRARY = "libasl_edge_trt_plugins.so"
 BUILD_INFO = "build_info.json"
@@ -212,7 +214,6 @@ def _register_autograd() -> None:
     if _autograd_registered:
         return
     _autograd_registered = True
-    from .tca_attention import tca_attention_reference
 
     def setup_context(ctx, inputs, output):
         q, k, v, mask, num_heads, window, theta, channel_scale = inputs

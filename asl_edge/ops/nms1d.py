@@ -2,8 +2,8 @@
 
 ``nms1d`` runs ``torch.ops.asl_edge.nms1d`` when the native library is loaded and has a kernel
 for the inputs, else ``nms1d_reference``, which pads the result of the pure-PyTorch
-``asl_edge.postprocess.nms.batched_nms_reference``. ``batched_nms`` (ActionFormer's
-signature, variable-size outputs) dispatches the same way.
+``batched_nms_reference`` (both in :mod:`asl_edge.ops.nms_reference`). ``batched_nms``
+(ActionFormer's signature, variable-size outputs) dispatches the same way.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..postprocess import nms as reference_nms   # a cycle: read its attributes at call time only
 from .library import use_native
+from .nms_reference import batched_nms_reference, nms1d_reference
+
 
 def nms1d(segments: Tensor, scores: Tensor, labels: Tensor, method: str = "soft", iou_threshold: float = 0.1,
           sigma: float = 0.5, min_score: float = 0.001, max_out: int = 200, multiclass: bool = True,
@@ -49,22 +50,23 @@ def nms1d(segments: Tensor, scores: Tensor, labels: Tensor, method: str = "soft"
                            voting_threshold, classes)
 
 
-def nms1d_reference(segments: Tensor, scores: Tensor, labels: Tensor, method: str, iou_threshold: float,
-                    sigma: float, min_score: float, max_out: int, multiclass: bool, voting_threshold: float,
-                    num_classes: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Pure-PyTorch ``nms1d``: ``batched_nms_reference`` padded to ``max_out``."""
-    labels = labels.long()
-    if multiclass:
-        inside = (labels >= 0) & (labels < num_classes)
-        segments, scores, labels = segments[inside], scores[inside], labels[inside]
-    kept_segs, kept_scores, kept_labels = reference_nms.batched_nms_reference(
-        segments, scores, labels, iou_threshold, min_score, max_out, method == "soft", multiclass, sigma,
-        voting_threshold)
-    count = kept_segs.shape[0]
-    out_segs = torch.zeros((max_out, 2), dtype=segments.dtype, device=segments.device)
-    out_scores = torch.zeros((max_out,), dtype=scores.dtype, device=scores.device)
-    out_labels = torch.full((max_out,), -1, dtype=torch.long, device=labels.device)
-    out_segs[:count] = kept_segs
-    out_scores[:count] = kept_scores
-    out_labels[:count] = kept_labels
-    return out_segs, out_scores, out_labels, torch.tensor([count], dtype=torch.int32, device=segments.device)
+def batched_nms(segs: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float, min_score: float,
+                max_seg_num: int, use_soft_nms: bool = True, multiclass: bool = True, sigma: float = 0.5,
+                voting_thresh: float = 0.75) -> Tuple[Tensor, Tensor, Tensor]:
+    """ActionFormer-compatible NMS: same arguments and results as ``batched_nms_reference``.
+
+    Outside TorchScript it runs the native ``asl_edge::nms1d`` op when ``ASL_EDGE_OPS`` allows
+    it and the library supports the inputs (see :mod:`asl_edge.ops`); labels outside
+    ``[0, 2^31 - 1)`` and ``max_seg_num <= 0`` always take the reference.
+    """
+    if not torch.jit.is_scripting():
+        if segs.shape[0] > 0 and max_seg_num > 0 and use_native("nms1d", segs, scores, labels):
+            lowest, highest = int(labels.min()), int(labels.max())
+            if lowest >= 0 and highest < 2 ** 31 - 1:
+                out_segs, out_scores, out_labels, count = torch.ops.asl_edge.nms1d(
+                    segs, scores, labels, "soft" if use_soft_nms else "hard", float(iou_threshold), float(sigma),
+                    float(min_score), int(max_seg_num), bool(multiclass), float(voting_thresh), highest + 1)
+                kept = int(count[0])
+                return out_segs[:kept], out_scores[:kept], out_labels[:kept].to(labels.dtype)
+    return batched_nms_reference(segs, scores, labels, iou_threshold, min_score, max_seg_num, use_soft_nms,
+                                 multiclass, sigma, voting_thresh)

@@ -1,4 +1,6 @@
-"""1-D non-maximum suppression (DESIGN §3), pure PyTorch.
+"""1-D non-maximum suppression (DESIGN §3) in pure PyTorch: the definition of the op
+``asl_edge::nms1d`` (:mod:`asl_edge.ops.nms1d`), the ground truth of its kernels and the fallback
+without them; it depends on nothing else in :mod:`asl_edge.ops`.
 
 Semantics follow ActionFormer's ``batched_nms`` and its CPU kernels exactly: segment length
 is ``end - start + 1e-6``; soft-NMS repeatedly takes the first maximum of the remaining
@@ -16,7 +18,6 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-from ..ops.library import use_native
 
 def segment_iou(seg: Tensor, segs: Tensor) -> Tensor:
     """IoU of one segment (2,) with each of segs (N, 2), using length = end - start + 1e-6."""
@@ -127,28 +128,6 @@ def _nms_group(segs: Tensor, scores: Tensor, labels: Tensor, iou_threshold: floa
     return kept, kept_scores, labels[kept_idx]
 
 
-def batched_nms(segs: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float, min_score: float,
-                max_seg_num: int, use_soft_nms: bool = True, multiclass: bool = True, sigma: float = 0.5,
-                voting_thresh: float = 0.75) -> Tuple[Tensor, Tensor, Tensor]:
-    """ActionFormer-compatible NMS: same arguments and results as ``batched_nms_reference``.
-
-    Outside TorchScript it runs the native ``asl_edge::nms1d`` op when ``ASL_EDGE_OPS`` allows
-    it and the library supports the inputs (see :mod:`asl_edge.ops`); labels outside
-    ``[0, 2^31 - 1)`` and ``max_seg_num <= 0`` always take the reference.
-    """
-    if not torch.jit.is_scripting():
-        if segs.shape[0] > 0 and max_seg_num > 0 and use_native("nms1d", segs, scores, labels):
-            lowest, highest = int(labels.min()), int(labels.max())
-            if lowest >= 0 and highest < 2 ** 31 - 1:
-                out_segs, out_scores, out_labels, count = torch.ops.asl_edge.nms1d(
-                    segs, scores, labels, "soft" if use_soft_nms else "hard", float(iou_threshold), float(sigma),
-                    float(min_score), int(max_seg_num), bool(multiclass), float(voting_thresh), highest + 1)
-                kept = int(count[0])
-                return out_segs[:kept], out_scores[:kept], out_labels[:kept].to(labels.dtype)
-    return batched_nms_reference(segs, scores, labels, iou_threshold, min_score, max_seg_num, use_soft_nms,
-                                 multiclass, sigma, voting_thresh)
-
-
 def batched_nms_reference(segs: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float, min_score: float,
                           max_seg_num: int, use_soft_nms: bool = True, multiclass: bool = True, sigma: float = 0.5,
                           voting_thresh: float = 0.75) -> Tuple[Tensor, Tensor, Tensor]:
@@ -186,3 +165,24 @@ def batched_nms_reference(segs: Tensor, scores: Tensor, labels: Tensor, iou_thre
             new_segs = segment_voting(new_segs, segs, scores, voting_thresh)
     order = torch.sort(new_scores, descending=True, stable=True)[1][:max_seg_num]
     return new_segs[order], new_scores[order], new_labels[order]
+
+
+def nms1d_reference(segments: Tensor, scores: Tensor, labels: Tensor, method: str, iou_threshold: float,
+                    sigma: float, min_score: float, max_out: int, multiclass: bool, voting_threshold: float,
+                    num_classes: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Pure-PyTorch ``nms1d``: ``batched_nms_reference`` padded to ``max_out``."""
+    labels = labels.long()
+    if multiclass:
+        inside = (labels >= 0) & (labels < num_classes)
+        segments, scores, labels = segments[inside], scores[inside], labels[inside]
+    kept_segs, kept_scores, kept_labels = batched_nms_reference(
+        segments, scores, labels, iou_threshold, min_score, max_out, method == "soft", multiclass, sigma,
+        voting_threshold)
+    count = kept_segs.shape[0]
+    out_segs = torch.zeros((max_out, 2), dtype=segments.dtype, device=segments.device)
+    out_scores = torch.zeros((max_out,), dtype=scores.dtype, device=scores.device)
+    out_labels = torch.full((max_out,), -1, dtype=torch.long, device=labels.device)
+    out_segs[:count] = kept_segs
+    out_scores[:count] = kept_scores
+    out_labels[:count] = kept_labels
+    return out_segs, out_scores, out_labels, torch.tensor([count], dtype=torch.int32, device=segments.device)
