@@ -302,3 +302,20 @@ def test_a_container_with_millisecond_timestamps_gives_no_extra_frame(tmp_path, 
     for fps, count in ((15.0, 30), (30.0, 60)):
         with open_source(path, fps=fps) as source:
             assert len(list(source)) == count, fps
+
+
+def test_a_closed_source_is_freed_with_its_pipeline():
+    # the pipeline's callbacks hold the source; close() must undo them, or every reconnect of a
+    # long-running stream would keep one more pipeline in memory (the soak's RSS growth)
+    gst_or_skip()
+    import gc
+    import weakref
+
+    for uri in ("test://ball?fps=30&width=64&height=48&live=1", "test://ball?fps=30&width=64&height=48&frames=5"):
+        source = open_source(uri, geometry=Geometry(32, 32), fps=15.0)
+        next(iter(source))
+        source.close()
+        pipeline, alive = weakref.ref(source.pipeline), weakref.ref(source)
+        del source
+        gc.collect()
+        assert alive() is None and pipeline() is None, uri

@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Deque, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Callable, Deque, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -170,9 +170,13 @@ class VideoSource:
         self.frame_size: Optional[tuple] = None      # (height, width) of the delivered frames
         self._last_duration: Optional[float] = None
         self._last_pts: Optional[float] = None
+        # the pipeline holds these bound methods, and so this object: close() undoes them, or every
+        # source ever opened (each reconnect) would stay in memory with its pipeline
+        self._callbacks: List[Callable[[], None]] = []
         self._install_geometry_probe()
         sink = self.pipeline.get_by_name(SINK_NAME)
-        sink.connect("new-sample", self._on_sample)
+        handler = sink.connect("new-sample", self._on_sample)
+        self._callbacks.append(lambda: sink.disconnect(handler))
         self._display = self.pipeline.get_by_name(DISPLAY_NAME) if display is not None else None
         self._start(start_timeout_s)
 
@@ -180,7 +184,9 @@ class VideoSource:
     def _install_geometry_probe(self) -> None:
         Gst = gst()
         first = self.pipeline.get_by_name("asl_in")
-        first.get_static_pad("sink").add_probe(Gst.PadProbeType.EVENT_DOWNSTREAM, self._on_caps_event)
+        pad = first.get_static_pad("sink")
+        self._callbacks.append(lambda: pad.remove_probe(probe))
+        probe = pad.add_probe(Gst.PadProbeType.EVENT_DOWNSTREAM, self._on_caps_event)
 
     def _on_caps_event(self, pad, info):
         """Note that video reached the pipeline's own part; with a geometry, set the crop (and the
@@ -459,6 +465,9 @@ class VideoSource:
         pipeline = getattr(self, "pipeline", None)
         if pipeline is not None:
             pipeline.set_state(gst().State.NULL)
+        for undo in getattr(self, "_callbacks", ()):
+            undo()
+        self._callbacks = []
 
     def __enter__(self) -> "VideoSource":
         return self
