@@ -82,8 +82,7 @@ def run(args) -> int:
                                     parity_features=args.parity_features)
     except ExportError as err:
         raise CommandError(str(err)) from err
-    print(f"wrote {summary['artifact']} ({summary['size_bytes'] / 1e6:.1f} MB) in {summary['export_seconds']:.1f} s",
-          file=sys.stderr)
+    say_written(summary)
     if "calibration" in summary:
         print(f"int8 calibration: {summary['calibration']}", file=sys.stderr)
     if "parity" in summary:
@@ -97,8 +96,7 @@ def run(args) -> int:
 
 
 def _export_extractor(args) -> int:
-    from .extractor_export import (CALIBRATION_CLIPS, export_extractor, format_extractor_parity,
-                                                  video_label)
+    from .extractor_export import CALIBRATION_CLIPS, export_extractor, format_extractor_parity, video_label
     from .spec import ExportError
 
     if args.parity_features:
@@ -113,8 +111,7 @@ def _export_extractor(args) -> int:
                                    overwrite=args.overwrite)
     except ExportError as err:
         raise CommandError(str(err)) from err
-    print(f"wrote {summary['artifact']} ({summary['size_bytes'] / 1e6:.1f} MB) in {summary['export_seconds']:.1f} s",
-          file=sys.stderr)
+    say_written(summary)
     if "calibration" in summary:
         used = summary["calibration"]
         print(f"int8 calibration: {used['clips']} clips of {len(used['videos'])} video(s): "
@@ -128,3 +125,9 @@ def _export_extractor(args) -> int:
         print("parity below tolerance: the artifact is kept; see parity.json", file=sys.stderr)
         return 1
     return 0
+
+
+def say_written(summary) -> None:
+    """The artifact written, its size and how long the export took (stderr)."""
+    print(f"wrote {summary['artifact']} ({summary['size_bytes'] / 1e6:.1f} MB) in {summary['export_seconds']:.1f} s",
+          file=sys.stderr)
