@@ -12,7 +12,6 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from video_media import free_port
 
 from asl_edge.cli import main
 from asl_edge.config import load_config, save_config
@@ -277,12 +277,6 @@ def _train_process(rank: int, port: int, argv, fail_at, results: str) -> None:
     with contextlib.redirect_stderr(err):
         code = main(argv)
     Path(results, f"rank{rank}.json").write_text(json.dumps({"code": code, "stderr": err.getvalue(), "saved": saved}))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
